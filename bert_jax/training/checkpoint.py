@@ -1,0 +1,113 @@
+"""Checkpoints of a run: train state + data iterator state + metadata, one orbax step each.
+
+Each step directory is written by orbax's CheckpointManager (atomic: a step appears only
+once fully written; async, with `wait()` before exit) and holds three items:
+- `state`: the TrainState arrays (step, params, optimizer state, base PRNG key data);
+- `data`: the input pipeline's iterator state (JSON), so a resumed run reads the exact next
+  batch;
+- `meta`: JSON facts used to refuse a checkpoint from another model (the ModelConfig).
+An unreadable newest step (e.g. a half-deleted directory) falls back to the previous one,
+with a warning naming both.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+
+import jax
+import orbax.checkpoint as ocp
+
+from bert_jax.config import ConfigError, ModelConfig
+
+_ITEMS = ("state", "data", "meta")
+
+
+class Checkpointer:
+    """Saves and restores steps under `workdir/checkpoints`."""
+
+    def __init__(self, directory: str, *, max_to_keep: int, async_save: bool = True):
+        self.directory = os.path.abspath(directory)
+        options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
+                                               enable_async_checkpointing=async_save)
+        self._manager = ocp.CheckpointManager(self.directory, options=options,
+                                              item_names=_ITEMS)
+
+    def latest_step(self) -> int | None:
+        return self._manager.latest_step()
+
+    def all_steps(self) -> list[int]:
+        return sorted(self._manager.all_steps())
+
+    def save(self, step: int, state, data_state: dict, model: ModelConfig, *,
+             force: bool = False) -> bool:
+        """Starts saving `step` (async); returns whether a save was started."""
+        meta = {"step": int(step), "model": dataclasses.asdict(model)}
+        args = ocp.args.Composite(state=ocp.args.StandardSave(_arrays(state)),
+                                  data=ocp.args.JsonSave(data_state),
+                                  meta=ocp.args.JsonSave(meta))
+        return self._manager.save(int(step), args=args, force=force)
+
+    def restore(self, state_like, model: ModelConfig):
+        """Restores the newest readable step into the structure/shardings of `state_like`.
+
+        Returns (state, data_state, step), or None when the directory has no steps. Raises
+        ConfigError when the checkpoint was written for another model architecture.
+        """
+        steps = self.all_steps()
+        for i, step in enumerate(reversed(steps)):
+            try:
+                meta = self._manager.restore(step, args=ocp.args.Composite(
+                    meta=ocp.args.JsonRestore()))["meta"]
+            except Exception as err:  # noqa: BLE001 - any unreadable step falls back
+                self._warn_fallback(step, steps[:len(steps) - 1 - i], err)
+                continue
+            _check_same_model(meta, model, self.directory, step)
+            target = jax.tree.map(ocp.utils.to_shape_dtype_struct, _arrays(state_like))
+            try:
+                restored = self._manager.restore(step, args=ocp.args.Composite(
+                    state=ocp.args.StandardRestore(target), data=ocp.args.JsonRestore()))
+            except Exception as err:  # noqa: BLE001
+                self._warn_fallback(step, steps[:len(steps) - 1 - i], err)
+                continue
+            state = state_like.replace(**restored["state"])
+            return state, restored["data"], step
+        return None
+
+    def wait(self):
+        self._manager.wait_until_finished()
+
+    def close(self):
+        self._manager.wait_until_finished()
+        self._manager.close()
+
+    def _warn_fallback(self, step, earlier, err):
+        nxt = earlier[-1] if earlier else None
+        logging.warning("checkpoint step %d in %s is unreadable (%s: %s); %s", step,
+                        self.directory, type(err).__name__, str(err)[:200],
+                        f"falling back to step {nxt}" if nxt is not None else
+                        "no earlier step: starting from scratch")
+
+
+def _arrays(state) -> dict:
+    """The saved part of a TrainState (everything but the static optimizer object)."""
+    return {"step": state.step, "params": state.params, "opt_state": state.opt_state,
+            "key_data": state.key_data}
+
+
+def _check_same_model(meta: dict, model: ModelConfig, directory: str, step: int) -> None:
+    saved = meta.get("model", {})
+    current = dataclasses.asdict(model)
+    # Only fields that change parameter shapes or meaning make a checkpoint unusable;
+    # dropout, dtypes and remat may differ between runs of one model.
+    shape_fields = ("vocab_size", "hidden_size", "num_layers", "num_heads",
+                    "intermediate_size", "max_position_embeddings", "type_vocab_size",
+                    "scan_layers", "next_sentence")
+    diff = {k: (saved.get(k), current[k]) for k in shape_fields if saved.get(k) != current[k]}
+    if diff:
+        detail = ", ".join(f"model.{k}: checkpoint {a!r} vs config {b!r}"
+                           for k, (a, b) in diff.items())
+        raise ConfigError(
+            f"the workdir's checkpoint (step {step} in {directory}) belongs to another model "
+            f"({detail}). Use a new --workdir, or set the config back to match.")

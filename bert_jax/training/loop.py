@@ -1,0 +1,213 @@
+"""The pretraining loop: config -> workdir with metrics, checkpoints, plots.
+
+`train_and_evaluate(config, workdir)` is the one library call behind
+`python -m experiments.pretrain`. It validates everything it can before compiling, resumes
+by itself from the newest readable checkpoint in `workdir/checkpoints`, saves and exits
+cleanly on SIGTERM/SIGINT, and fetches metrics from the device one step late so the host
+never waits on the step it just dispatched.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+
+import jax
+import numpy as np
+
+from bert_jax import config as config_lib
+from bert_jax.data.pipeline import make_eval_batches, make_train_iterator
+from bert_jax.data.tokenizer import load_tokenizer
+from bert_jax.masking import MaskingConfig
+from bert_jax.metrics.plots import plot_metrics
+from bert_jax.metrics.progress import ProgressBar
+from bert_jax.metrics.writers import MetricsWriter, write_config
+from bert_jax.modeling.models import BertForPreTraining, init_params
+from bert_jax.training import report
+from bert_jax.training.checkpoint import Checkpointer
+from bert_jax.training.optimizer import make_optimizer
+from bert_jax.training.parallel import Parallel
+from bert_jax.training.step import StepConfig, TrainState
+
+
+def say(*args) -> None:
+    """User-facing message, printed once (by process 0)."""
+    if jax.process_index() == 0:
+        print(*args, flush=True)
+
+
+class _StopRequest:
+    """Turns SIGTERM/SIGINT into a flag checked between steps (save, then exit 0)."""
+
+    def __init__(self):
+        self.signal = None
+        self._previous = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread (e.g. a test runner thread)
+                pass
+        return self
+
+    def _handle(self, signum, frame):
+        if self.signal is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C stops at once
+        self.signal = signal.Signals(signum).name
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def masking_config(config, tokenizer) -> MaskingConfig:
+    m = config.masking
+    return MaskingConfig(vocab_size=tokenizer.vocab_size, mask_id=tokenizer.mask_id,
+                         special_ids=tuple(tokenizer.special_ids), mask_rate=m.mask_rate,
+                         max_predictions=m.max_predictions_per_seq,
+                         mask_token_prob=m.mask_token_prob,
+                         random_token_prob=m.random_token_prob, whole_word=m.whole_word)
+
+
+class Evaluator:
+    """Evaluates MLM (and NSP) on a fixed list of held-out batches with fixed masks."""
+
+    def __init__(self, par: Parallel, batches: list[dict], base_key):
+        self.par, self.batches, self.base_key = par, batches, base_key
+
+    def __call__(self, params) -> dict[str, float]:
+        totals = None
+        for batch in self.batches:
+            sums = self.par.evaluate(params, self.par.shard_batch(batch), self.base_key)
+            totals = sums if totals is None else jax.tree.map(np.add, totals, sums)
+        totals = jax.tree.map(lambda x: float(np.asarray(x)), jax.device_get(totals))
+        out = {"mlm_loss": totals["mlm_loss"] / max(totals["mlm_weight"], 1.0),
+               "mlm_accuracy": totals["mlm_correct"] / max(totals["mlm_weight"], 1.0)}
+        out["loss"] = out["mlm_loss"]
+        if "nsp_loss" in totals:
+            out["nsp_loss"] = totals["nsp_loss"] / totals["nsp_weight"]
+            out["nsp_accuracy"] = totals["nsp_correct"] / totals["nsp_weight"]
+            out["loss"] += out["nsp_loss"]
+        return out
+
+
+def train_and_evaluate(config, workdir: str) -> dict[str, float]:
+    """Pretrains per `config`, writing everything under `workdir`; returns final eval metrics."""
+    t_start = time.time()
+    workdir = os.path.abspath(workdir)
+    process_index, process_count = jax.process_index(), jax.process_count()
+    tc = config.train
+    # Everything that can be checked without compiling is checked first.
+    tokenizer = load_tokenizer(config.data.vocab_path, config.data.lowercase)
+    model_cfg = config_lib.validate(config, num_devices=jax.device_count(),
+                                    process_count=process_count,
+                                    tokenizer_vocab_size=tokenizer.vocab_size)
+    step_cfg = StepConfig(model=model_cfg, masking=masking_config(config, tokenizer))
+    par = Parallel(tc.parallel, step_cfg)
+    checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), max_to_keep=tc.max_to_keep)
+    os.makedirs(workdir, exist_ok=True)
+    if process_index == 0:
+        write_config(workdir, config.to_dict())
+        for sub in ("tensorboard", "plots"):
+            os.makedirs(os.path.join(workdir, sub), exist_ok=True)
+
+    say(f"bert_jax: {model_cfg.num_layers} layers, hidden {model_cfg.hidden_size}, vocab "
+        f"{model_cfg.vocab_size}; {jax.device_count()} {jax.devices()[0].platform} device(s), "
+        f"backend {tc.parallel}; workdir {workdir}")
+    data_it = make_train_iterator(config.data, seed=config.seed, global_batch_size=tc.batch_size,
+                                  process_index=process_index, process_count=process_count)
+    eval_bs = tc.eval_batch_size or tc.batch_size
+    eval_batches = make_eval_batches(config.data, seed=config.seed,
+                                     batch_size=eval_bs // process_count,
+                                     num_batches=tc.eval_batches)
+
+    root = jax.random.key(config.seed)
+    param_key, run_key = jax.random.split(root)
+    model = BertForPreTraining(model_cfg)
+    params = jax.jit(init_params, static_argnums=0)(model, param_key)
+    state = par.replicate(TrainState.create(params, make_optimizer(tc), run_key))
+    num_params = sum(x.size for x in jax.tree.leaves(state.params))
+    writer = MetricsWriter(workdir, enabled=process_index == 0)
+    restored = checkpointer.restore(state, model_cfg)
+    start = 0
+    if restored is not None:
+        state, data_state, start = restored
+        state = par.replicate(state)
+        data_it.set_state(data_state)
+        writer.truncate_after(start)
+        say(f"resumed from the checkpoint at step {start}")
+    # A separate buffer from state.key_data, which is donated every step.
+    base_key = jax.random.wrap_key_data(np.asarray(jax.device_get(state.key_data)))
+    evaluator = Evaluator(par, eval_batches, base_key)
+    tokens_per_step = tc.batch_size * config.data.max_seq_len
+    say(f"{num_params / 1e6:.2f}M parameters; {tc.num_steps - start} steps to go, "
+        f"global batch {tc.batch_size} x {config.data.max_seq_len} tokens")
+
+    def log_train(step, metrics):
+        metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+        writer.write(step, "train", metrics)
+        return metrics
+
+    def run_eval(step):
+        metrics = evaluator(state.params)
+        writer.write(step, "eval", metrics)
+        say(f"\neval @ step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+        return metrics
+
+    def save(step, force=False):
+        checkpointer.save(step, state, data_it.get_state(), model_cfg, force=force)
+
+    progress = ProgressBar(tc.num_steps, start, tokens_per_step=tokens_per_step)
+    pending = None  # (step, device metrics) of a log step, fetched after the next dispatch
+    eval_metrics = None
+    step = start
+    with _StopRequest() as stop:
+        while step < tc.num_steps:
+            batch = next(data_it)
+            state, metrics = par.train(state, par.shard_batch(batch), base_key)
+            step += 1
+            if pending is not None:
+                shown = log_train(*pending)
+                progress.update(pending[0], loss=shown["loss"],
+                                mlm_acc=shown["mlm_accuracy"])
+                pending = None
+            else:
+                progress.update(step)
+            if step % tc.log_every == 0 or step == tc.num_steps:
+                pending = (step, metrics)
+            if step % tc.checkpoint_every == 0 or step == tc.num_steps:
+                save(step)
+            if tc.eval_every and step % tc.eval_every == 0 and step != tc.num_steps:
+                eval_metrics = run_eval(step)
+            if stop.signal is not None:
+                break
+        if pending is not None:
+            log_train(*pending)
+        progress.close()
+        if stop.signal is not None and step < tc.num_steps:
+            save(step, force=True)
+            checkpointer.close()
+            writer.close()
+            say(f"{stop.signal} received: saved step {step} to {checkpointer.directory}; "
+                "run the same command again to resume")
+            return {}
+    if start < tc.num_steps or eval_metrics is None:
+        eval_metrics = run_eval(step)
+    checkpointer.close()
+    writer.close()
+    if process_index == 0:
+        if tc.plots:
+            paths = plot_metrics(os.path.join(workdir, "metrics.jsonl"),
+                                 os.path.join(workdir, "plots"))
+            if paths:
+                say("plots: " + ", ".join(paths))
+        baseline = report.unigram_baseline(eval_batches, tokenizer.special_ids)
+        say(f"eval MLM accuracy {eval_metrics['mlm_accuracy']:.4f} (unigram baseline, always "
+            f"the most frequent token: {baseline:.4f}); wall time {time.time() - t_start:.0f} s")
+        if tc.fill_in_examples:
+            report.print_fill_in_examples(par, state.params, eval_batches[0], base_key,
+                                          tokenizer, tc.fill_in_examples, file=sys.stdout)
+    return eval_metrics

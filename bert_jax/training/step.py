@@ -1,0 +1,161 @@
+"""The per-device pretraining and evaluation steps: pure module-level functions.
+
+Both run *inside* a mapping over the device axis named "batch" (jax.pmap, or
+jax.shard_map under jit; see training/parallel.py) and see one device's slice of the global
+batch. Reductions over the axis make every reported number a global one, and the loss is
+normalised by *global* counts, so the gradient equals the single-device gradient of the whole
+batch: 1 device and 8 devices give the same numbers up to summation order.
+
+Keys: the run's `base_key` is split once into a masking key and a dropout key. Example i of
+the global batch at step s is masked with fold_in(fold_in(mask_key, s), i) (masking.py), so
+masks depend neither on the device count nor on where the example sits; dropout draws per
+device from fold_in(fold_in(dropout_key, s), device index).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+from jax import lax
+
+from bert_jax import losses
+from bert_jax.config import ModelConfig
+from bert_jax.masking import MaskingConfig, example_keys, mask_tokens
+from bert_jax.modeling.models import BertForPreTraining
+
+AXIS = "batch"
+EVAL_STEP = 2**31 - 1  # the step folded into eval masking keys: the same masks at every eval
+
+
+@dataclasses.dataclass(frozen=True)
+class StepConfig:
+    """Everything static the step needs (hashable; a static argument of the mapping)."""
+
+    model: ModelConfig
+    masking: MaskingConfig
+
+
+class TrainState(struct.PyTreeNode):
+    """What a checkpoint holds of the model: step counter, parameters, optimizer state and
+    the run's base PRNG key (as raw uint32 key data, so it saves like any array)."""
+
+    step: jax.Array
+    params: Any
+    opt_state: Any
+    key_data: jax.Array
+    tx: optax.GradientTransformation = struct.field(pytree_node=False)
+
+    @classmethod
+    def create(cls, params, tx, key):
+        return cls(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
+                   key_data=jax.random.key_data(key), tx=tx)
+
+    @property
+    def base_key(self):
+        return jax.random.wrap_key_data(self.key_data)
+
+
+def _global_example_index(local_batch: int):
+    """Index of each local example in the global batch: device d holds rows [d*b, (d+1)*b)."""
+    return lax.axis_index(AXIS) * local_batch + jnp.arange(local_batch)
+
+
+def _masked_batch(batch, key, step, cfg: StepConfig):
+    local_batch = batch["input_ids"].shape[0]
+    keys_B = example_keys(key, step, _global_example_index(local_batch))
+    return mask_tokens(keys_B, batch["input_ids"], batch["attention_mask"], batch["word_start"],
+                       cfg.masking)
+
+
+def _losses(params, batch, masked, cfg: StepConfig, *, dropout_key, counts):
+    """Objective normalised by global counts (so a pmean of gradients is exact) + sums."""
+    model = BertForPreTraining(cfg.model)
+    rngs = None if dropout_key is None else {"dropout": dropout_key}
+    out = model.apply({"params": params}, masked["input_ids"], batch["attention_mask"],
+                      batch["token_type_ids"], masked["masked_positions"],
+                      deterministic=dropout_key is None, rngs=rngs)
+    sums = {}
+    sums["mlm_loss"], sums["mlm_weight"] = losses.weighted_cross_entropy(
+        out["mlm_logits"], masked["masked_labels"], masked["masked_weights"])
+    sums["mlm_correct"], _ = losses.weighted_accuracy(
+        out["mlm_logits"], masked["masked_labels"], masked["masked_weights"])
+    num_devices = lax.axis_size(AXIS)
+    objective = num_devices * sums["mlm_loss"] / jnp.maximum(counts["mlm"], 1.0)
+    if cfg.model.next_sentence:
+        ones_B = jnp.ones(batch["next_sentence_label"].shape, jnp.float32)
+        sums["nsp_loss"], sums["nsp_weight"] = losses.weighted_cross_entropy(
+            out["nsp_logits"], batch["next_sentence_label"], ones_B)
+        sums["nsp_correct"], _ = losses.weighted_accuracy(
+            out["nsp_logits"], batch["next_sentence_label"], ones_B)
+        objective += num_devices * sums["nsp_loss"] / counts["nsp"]
+    return objective, sums
+
+
+def _reduce(sums):
+    """Global metrics from per-device sums (psum over the device axis)."""
+    tot = lax.psum(sums, AXIS)
+    mlm_w = jnp.maximum(tot["mlm_weight"], 1.0)
+    metrics = {"mlm_loss": tot["mlm_loss"] / mlm_w, "mlm_accuracy": tot["mlm_correct"] / mlm_w}
+    metrics["loss"] = metrics["mlm_loss"]
+    if "nsp_loss" in tot:
+        metrics["nsp_loss"] = tot["nsp_loss"] / tot["nsp_weight"]
+        metrics["nsp_accuracy"] = tot["nsp_correct"] / tot["nsp_weight"]
+        metrics["loss"] = metrics["loss"] + metrics["nsp_loss"]
+    return metrics
+
+
+def train_step(state: TrainState, batch, base_key, cfg: StepConfig):
+    """One optimizer step on this device's slice of the batch.
+
+    batch: int32 `input_ids`, `attention_mask`, `token_type_ids`, `word_start` [b, L] and
+    `next_sentence_label` [b]. Returns (new state, metrics), metrics identical on all devices.
+    """
+    mask_key, dropout_key = jax.random.split(base_key)
+    masked = _masked_batch(batch, mask_key, state.step, cfg)
+    dropout_key = jax.random.fold_in(jax.random.fold_in(dropout_key, state.step),
+                                      lax.axis_index(AXIS))
+    if cfg.model.hidden_dropout == 0.0 and cfg.model.attention_dropout == 0.0:
+        dropout_key = None
+    counts = {"mlm": lax.psum(masked["masked_weights"].sum(), AXIS),
+              "nsp": lax.psum(jnp.float32(batch["input_ids"].shape[0]), AXIS)}
+    grad_fn = jax.grad(_losses, has_aux=True)
+    grads, sums = grad_fn(state.params, batch, masked, cfg, dropout_key=dropout_key,
+                          counts=counts)
+    grads = lax.pmean(grads, AXIS)
+    metrics = _reduce(sums)
+    metrics["grad_norm"] = optax.tree.norm(grads)
+    metrics["learning_rate"] = jnp.asarray(
+        state.opt_state.hyperparams["learning_rate"], jnp.float32)
+    updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
+    return new_state, metrics
+
+
+def eval_step(params, batch, base_key, cfg: StepConfig):
+    """Sums of MLM/NSP losses and hits on this device's slice, reduced over devices.
+
+    Eval masks use the fixed step EVAL_STEP, so every evaluation scores the same targets.
+    """
+    mask_key, _ = jax.random.split(base_key)
+    masked = _masked_batch(batch, mask_key, EVAL_STEP, cfg)
+    counts = {"mlm": jnp.float32(1.0), "nsp": jnp.float32(1.0)}
+    _, sums = _losses(params, batch, masked, cfg, dropout_key=None, counts=counts)
+    sums = lax.psum(sums, AXIS)
+    return sums
+
+
+def eval_predictions(params, batch, base_key, cfg: StepConfig, top_k: int = 5):
+    """Top-k MLM predictions at the eval masks (for the fill-in-the-blank printout)."""
+    mask_key, _ = jax.random.split(base_key)
+    masked = _masked_batch(batch, mask_key, EVAL_STEP, cfg)
+    out = BertForPreTraining(cfg.model).apply(
+        {"params": params}, masked["input_ids"], batch["attention_mask"],
+        batch["token_type_ids"], masked["masked_positions"], deterministic=True)
+    _, top_BxPxK = lax.top_k(out["mlm_logits"], top_k)
+    return {**masked, "top_ids": top_BxPxK}

@@ -1,0 +1,49 @@
+"""Pretrain a BERT-family encoder.
+
+    python -m experiments.pretrain                      # tiny BERT on the embedded corpus
+    python -m experiments.pretrain --config configs/pretrain/bert_base.py \
+        --workdir runs/base --config.train.batch_size=512
+
+Flags parse into one ml_collections config; all the work is `train_and_evaluate`. Restarting
+with the same --workdir resumes from its newest checkpoint.
+"""
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow is imported
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from bert_jax.config import ConfigError
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", "configs/pretrain/bert_tiny.py", "Pretraining config file (a get_config()).",
+    lock_config=True)
+_WORKDIR = flags.DEFINE_string(
+    "workdir", None, "Run directory (config.json, metrics.jsonl, checkpoints/, tensorboard/, "
+    "plots/). Default: runs/<config file name>.")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    # Library INFO chatter (orbax, TFDS) drowns the progress bar; warnings still show.
+    logging.set_verbosity(logging.WARNING)
+    logging.get_absl_handler().addFilter(
+        lambda record: "Using custom data configuration" not in record.getMessage())
+    from bert_jax.training.loop import train_and_evaluate  # after flags: --help stays fast
+
+    config = _CONFIG.value
+    workdir = _WORKDIR.value or os.path.join(
+        "runs", os.path.splitext(os.path.basename(config_flags.get_config_filename(
+            flags.FLAGS["config"])))[0])
+    try:
+        train_and_evaluate(config, workdir)
+    except (ConfigError, FileNotFoundError) as err:
+        sys.exit(f"error: {err}")
+
+
+if __name__ == "__main__":
+    app.run(main)

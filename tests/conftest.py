@@ -1,0 +1,6 @@
+"""Test set-up: 8 emulated CPU devices, set before JAX initialises its backends."""
+import os
+
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

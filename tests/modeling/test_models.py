@@ -1,0 +1,117 @@
+"""Properties of the BERT model: shapes, padding invariance, init scale, layer variants."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from bert_jax.config import model_config_for
+from bert_jax.modeling.models import BertForPreTraining, init_params
+from tests import synthetic
+
+
+def _apply(model, params, *args, **kwargs):
+    """Jitted apply: eager Flax runs op by op and is many times slower on CPU."""
+    return jax.jit(lambda p, a: model.apply({"params": p}, *a, **kwargs))(params, args)
+
+
+def _model(**overrides):
+    fields = dict(vocab_size=synthetic.VOCAB, hidden_dropout=0.0, attention_dropout=0.0)
+    config = model_config_for("tiny", **{**fields, **overrides})
+    model = BertForPreTraining(config)
+    return model, init_params(model, jax.random.key(0))
+
+
+def test_shapes_and_gathered_mlm():
+    model, params = _model()
+    b = synthetic.batch(batch_size=3, seq_len=16)
+    positions = jnp.array([[1, 2, 3], [4, 5, 6], [0, 0, 0]])
+    out = _apply(model, params, b["input_ids"], b["attention_mask"],
+                      b["token_type_ids"], positions)
+    assert out["last_hidden_state"].shape == (3, 16, 128)
+    assert out["pooled_output"].shape == (3, 128)
+    assert out["mlm_logits"].shape == (3, 3, synthetic.VOCAB)
+    assert out["nsp_logits"].shape == (3, 2)
+    full = _apply(model, params, b["input_ids"], b["attention_mask"],
+                       b["token_type_ids"])
+    assert full["mlm_logits"].shape == (3, 16, synthetic.VOCAB)
+    # The gathered head equals the all-positions head at those positions.
+    np.testing.assert_allclose(out["mlm_logits"][1],
+                               full["mlm_logits"][1, 4:7], rtol=1e-5, atol=1e-5)
+
+
+def test_padding_does_not_change_real_positions():
+    model, params = _model()
+    b = synthetic.batch(batch_size=2, seq_len=24, min_len=12)
+    length = int(b["attention_mask"][0].sum())
+    cut = {k: v[:1, :length] for k, v in b.items() if v.ndim == 2}
+    short = _apply(model, params, cut["input_ids"], cut["attention_mask"],
+                        cut["token_type_ids"])
+    padded_ids = b["input_ids"][:1].copy()
+    padded_ids[0, length:] = 77  # garbage under the padding must not leak into real positions
+    long = _apply(model, params, padded_ids, b["attention_mask"][:1],
+                       b["token_type_ids"][:1])
+    np.testing.assert_allclose(long["last_hidden_state"][0, :length],
+                               short["last_hidden_state"][0], atol=2e-5)
+    np.testing.assert_allclose(long["pooled_output"], short["pooled_output"], atol=2e-5)
+
+
+def test_init_is_normal_002_and_tied_decoder():
+    model, params = _model()
+    emb = np.asarray(params["embeddings"]["word_embeddings"]["embedding"])
+    assert abs(emb.std() - 0.02) < 0.002 and abs(emb.mean()) < 0.002
+    assert "decoder" not in params["mlm_head"]  # decoder weight is the embedding table
+    np.testing.assert_array_equal(params["mlm_head"]["bias"], 0.0)
+
+
+@pytest.mark.parametrize("overrides", [dict(scan_layers=False), dict(remat="full"),
+                                       dict(remat="dots")])
+def test_layer_variants_match_scanned(overrides):
+    """Unrolled and remat'ed stacks compute the same function as the scanned one."""
+    model, params = _model()
+    other, other_params = _model(**overrides)
+    if not overrides.get("scan_layers", True):
+        stacked = params["encoder"]["layers"]["block"]
+        other_params = dict(other_params)
+        other_params["encoder"] = {f"layer_{i}": jax.tree.map(lambda x: x[i], stacked)
+                                   for i in range(2)}
+        other_params = {**params, "encoder": other_params["encoder"]}
+    else:
+        other_params = params
+    b = synthetic.batch(batch_size=2, seq_len=16)
+    args = (b["input_ids"], b["attention_mask"], b["token_type_ids"])
+    def loss_and_grad(m, p):
+        loss = lambda p: m.apply({"params": p}, *args)["mlm_logits"].sum()
+        return jax.jit(jax.value_and_grad(loss))(p)
+    l1, g1 = loss_and_grad(model, params)
+    l2, g2 = loss_and_grad(other, other_params)
+    np.testing.assert_allclose(l1, l2, rtol=1e-5)
+    np.testing.assert_allclose(g1["embeddings"]["word_embeddings"]["embedding"],
+                               g2["embeddings"]["word_embeddings"]["embedding"],
+                               rtol=1e-4, atol=1e-6)
+
+
+def test_attention_paths_agree_without_dropout():
+    """The explicit softmax path (used with attention dropout) equals dot_product_attention
+    when the dropout rate is zero in effect."""
+    model, params = _model()
+    lossy, _ = _model(attention_dropout=1e-9)  # forces the explicit path when not deterministic
+    b = synthetic.batch(batch_size=2, seq_len=16)
+    args = (b["input_ids"], b["attention_mask"], b["token_type_ids"])
+    ref = _apply(model, params, *args)["last_hidden_state"]
+    out = _apply(lossy, params, *args, deterministic=False,
+                      rngs={"dropout": jax.random.key(1)})["last_hidden_state"]
+    np.testing.assert_allclose(out, ref, atol=1e-4)
+
+
+def test_bfloat16_compute_keeps_float32_params_and_outputs():
+    model, params = _model(dtype="bfloat16")
+    b = synthetic.batch(batch_size=2, seq_len=16)
+    out = _apply(model, params, b["input_ids"], b["attention_mask"],
+                      b["token_type_ids"])
+    assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(params))
+    assert out["mlm_logits"].dtype == jnp.float32
+    ref_model, _ = _model()
+    ref = _apply(ref_model, params, b["input_ids"], b["attention_mask"],
+                          b["token_type_ids"])
+    np.testing.assert_allclose(out["last_hidden_state"], ref["last_hidden_state"], atol=0.1)
