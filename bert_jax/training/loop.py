@@ -160,8 +160,10 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
     def save(step, force=False):
         checkpointer.save(step, state, data_it.get_state(), model_cfg, force=force)
 
-    progress = ProgressBar(tc.num_steps, start, tokens_per_step=tokens_per_step)
+    progress = ProgressBar(tc.num_steps, start, tokens_per_step=tokens_per_step,
+                           enabled=process_index == 0)
     pending = None  # (step, device metrics) of a log step, fetched after the next dispatch
+    scalars = {}  # the latest logged values, shown on the progress line
     eval_metrics = None
     step = start
     with _StopRequest() as stop:
@@ -169,13 +171,11 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
             batch = next(data_it)
             state, metrics = par.train(state, par.shard_batch(batch), base_key)
             step += 1
-            if pending is not None:
+            if pending is not None:  # the previous log step's metrics: ready by now
                 shown = log_train(*pending)
-                progress.update(pending[0], loss=shown["loss"],
-                                mlm_acc=shown["mlm_accuracy"])
+                scalars = {"loss": shown["loss"], "mlm_acc": shown["mlm_accuracy"]}
                 pending = None
-            else:
-                progress.update(step)
+            progress.update(step, **scalars)
             if step % tc.log_every == 0 or step == tc.num_steps:
                 pending = (step, metrics)
             if step % tc.checkpoint_every == 0 or step == tc.num_steps:
