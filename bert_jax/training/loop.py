@@ -120,9 +120,9 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
     data_it = make_train_iterator(config.data, seed=config.seed, global_batch_size=tc.batch_size,
                                   process_index=process_index, process_count=process_count)
     eval_bs = tc.eval_batch_size or tc.batch_size
-    eval_batches = make_eval_batches(config.data, seed=config.seed,
-                                     batch_size=eval_bs // process_count,
-                                     num_batches=tc.eval_batches)
+    eval_batches = make_eval_batches(config.data, seed=config.seed, batch_size=eval_bs,
+                                     num_batches=tc.eval_batches,
+                                     process_index=process_index, process_count=process_count)
 
     root = jax.random.key(config.seed)
     param_key, run_key = jax.random.split(root)

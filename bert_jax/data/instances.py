@@ -1,0 +1,285 @@
+"""Pretraining instances: NSP sentence pairs (BERT) or packed single segments (RoBERTa).
+
+The NSP algorithm is google-research/bert's `create_pretraining_data`, re-expressed on token
+spans: the corpus is one flat token array, sentences and documents are offsets into it, so a
+segment (consecutive sentences) is a `[start, end)` span and truncation moves its ends.
+
+Per document and pass: target length = L-3, or with prob `short_seq_prob` uniform in
+[2, L-3]; sentences accumulate into a chunk until the target is reached or the document ends;
+segment A = the first `a_end` sentences of the chunk (`a_end` uniform in [1, len-1]); B is, with
+prob 1/2 (always for a one-sentence chunk), sentences from a random start in a random *other*
+document up to the remaining length (`next_sentence_label` = 1, the unused chunk sentences go
+back), else the rest of the chunk (label 0). The pair is cut to L-3 tokens by removing one
+token at a time from the longer segment, front or back at random. `dupe_factor` passes with
+fresh randomness give different segmentations. Instances are shuffled once at the end.
+
+`nsp=False`: documents (in a fresh random order per pass, a [SEP] between documents) are packed
+into `[CLS] X [SEP]` rows up to L-2 tokens, cut at sentence ends (mid-sentence only when one
+sentence alone is longer than the row); label 0.
+
+Arrays (N instances, L = max_seq_len), all fixed shape, padding after `length`:
+  input_ids       [N, L] uint16 (int32 if vocab > 65536)   [CLS] A [SEP] B [SEP] pad...
+  length          [N]    int32  number of real tokens (attention mask = arange(L) < length)
+  token_type_ids  [N, L] uint8  0 on [CLS] A [SEP], 1 on B [SEP], 0 on padding
+  next_sentence_label [N] uint8 0 = actual next, 1 = random next
+  word_start      [N, L] uint8  1 at word starts, specials and the first piece of A and of B
+                                (after front truncation it may be a "##" piece: it starts the
+                                segment's first whole-word group), 0 at "##" pieces and padding
+"""
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+
+import numpy as np
+
+from bert_jax.data import corpora
+from bert_jax.data import tokenizer as tokenizer_lib
+
+INSTANCES_VERSION = 1  # Bump when the algorithm or the array layout changes.
+KEYS = ("input_ids", "length", "token_type_ids", "next_sentence_label", "word_start")
+_FILL_ROWS = 16384  # Rows filled per vectorized chunk: bounds the [rows, L] int64 temporaries.
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenizedCorpus:
+    """A corpus as one token array: sentence i is tokens[sent_off[i]:sent_off[i+1]], document d
+    holds sentences doc_sent[d]..doc_sent[d+1]-1. Empty sentences and documents are dropped."""
+    tokens: np.ndarray      # [T] int32
+    word_start: np.ndarray  # [T] int32
+    sent_off: np.ndarray    # [S+1] int64
+    doc_sent: np.ndarray    # [D+1] int64
+
+    @property
+    def num_docs(self) -> int:
+        return len(self.doc_sent) - 1
+
+
+def tokenize_documents(docs, tok: tokenizer_lib.Tokenizer, chunk: int = 2048) -> TokenizedCorpus:
+    """Batch-encodes every sentence of `docs` (a sequence of lists of sentence strings)."""
+    ids, ws, sent_len, doc_nsent = [], [], [], []
+    for start in range(0, len(docs), chunk):
+        batch = [docs[i] for i in range(start, min(start + chunk, len(docs)))]
+        batch_ids, batch_ws, off = tok.encode_flat([s for d in batch for s in d])
+        lens = np.diff(off)
+        n_per_doc = np.array([len(d) for d in batch], np.int64)
+        doc_of_sent = np.repeat(np.arange(len(batch)), n_per_doc)
+        keep = lens > 0  # A sentence of only control characters encodes to nothing.
+        ids.append(batch_ids)
+        ws.append(batch_ws)
+        sent_len.append(lens[keep])
+        doc_nsent.append(np.bincount(doc_of_sent[keep], minlength=len(batch)))
+    cat = lambda xs, dt: np.concatenate(xs).astype(dt) if xs else np.zeros(0, dt)
+    doc_nsent = cat(doc_nsent, np.int64)
+    doc_nsent = doc_nsent[doc_nsent > 0]
+    return TokenizedCorpus(
+        tokens=cat(ids, np.int32), word_start=cat(ws, np.int32),
+        sent_off=np.concatenate([[0], np.cumsum(cat(sent_len, np.int64))]),
+        doc_sent=np.concatenate([[0], np.cumsum(doc_nsent)]))
+
+
+def _truncate_pair(a0, a1, b0, b1, max_tokens, rng):
+    """Removes tokens from the longer span (front or back at random) until both fit."""
+    excess = (a1 - a0) + (b1 - b0) - max_tokens
+    if excess <= 0:
+        return a0, a1, b0, b1
+    for front in rng.random(excess) < 0.5:
+        if a1 - a0 > b1 - b0:
+            a0, a1 = (a0 + 1, a1) if front else (a0, a1 - 1)
+        else:
+            b0, b1 = (b0 + 1, b1) if front else (b0, b1 - 1)
+    return a0, a1, b0, b1
+
+
+def _nsp_spans(c: TokenizedCorpus, max_seq_len, short_seq_prob, rng, out):
+    """Appends (a0, a1, b0, b1, is_random_next) per instance of one pass to `out`."""
+    max_tokens = max_seq_len - 3
+    # Python lists: scalar indexing is several times faster than on numpy arrays.
+    off, ds = c.sent_off.tolist(), c.doc_sent.tolist()
+    for d in range(c.num_docs):
+        target = max_tokens
+        if rng.random() < short_seq_prob:
+            target = int(rng.integers(2, max_tokens + 1))
+        s_end = ds[d + 1]
+        i = chunk = ds[d]
+        while i < s_end:
+            if i == s_end - 1 or off[i + 1] - off[chunk] >= target:
+                n = i - chunk + 1
+                a_end = chunk + (int(rng.integers(1, n)) if n >= 2 else 1)
+                random_next = n == 1 or rng.random() < 0.5
+                if random_next and c.num_docs < 2:  # No other document to draw from.
+                    if n == 1:
+                        i, chunk = i + 1, i + 1
+                        continue
+                    random_next = False
+                if random_next:
+                    r = int(rng.integers(0, c.num_docs - 1))
+                    r += r >= d  # Uniform over the other documents.
+                    start = int(rng.integers(ds[r], ds[r + 1]))
+                    want = target - (off[a_end] - off[chunk])
+                    # B = sentences from `start` until it has `want` tokens (at least one).
+                    k = bisect.bisect_left(off, off[start] + want)
+                    k = min(max(k, start + 1), ds[r + 1])
+                    b0, b1 = off[start], off[k]
+                    i = a_end - 1  # Put the unused sentences of the chunk back.
+                else:
+                    b0, b1 = off[a_end], off[i + 1]
+                spans = _truncate_pair(off[chunk], off[a_end], b0, b1, max_tokens, rng)
+                out.append(spans + (int(random_next),))
+                chunk = i + 1
+            i += 1
+
+
+def _packed_pass(c: TokenizedCorpus, max_seq_len, short_seq_prob, sep_id, rng):
+    """One nsp=False pass: (stream tokens, stream word_start, spans) over a shuffled order."""
+    order = rng.permutation(c.num_docs)
+    sep = len(c.tokens)  # Index of a [SEP] appended to the token array.
+    tok_x = np.append(c.tokens, sep_id)
+    ws_x = np.append(c.word_start, 1)
+    pieces, units = [], []
+    for d in order:
+        s0, s1 = c.doc_sent[d], c.doc_sent[d + 1]
+        pieces += [np.arange(c.sent_off[s0], c.sent_off[s1]), [sep]]
+        units += [np.diff(c.sent_off[s0:s1 + 1]), [1]]
+    idx = np.concatenate(pieces).astype(np.int64) if pieces else np.zeros(0, np.int64)
+    bounds = np.concatenate([[0], np.cumsum(np.concatenate(units))]) if units else np.zeros(1)
+    stream, is_sep = tok_x[idx], idx == sep
+    spans, pos, total = [], 0, len(idx)
+    while pos < total:
+        if is_sep[pos]:  # Never start a row with the document separator.
+            pos += 1
+            continue
+        target = max_seq_len - 2
+        if rng.random() < short_seq_prob:
+            target = int(rng.integers(2, target + 1))
+        k = int(np.searchsorted(bounds, pos + target, side="right")) - 1
+        end = int(bounds[k]) if bounds[k] > pos else pos + target  # Cut mid-sentence if must.
+        end = min(end, total)
+        if is_sep[end - 1] and end - 1 > pos:  # The row's own final [SEP] closes it.
+            end -= 1
+        spans.append((pos, end, 0, 0, 0))
+        pos = end
+    return stream, ws_x[idx], spans
+
+
+def _fill(tokens, word_start, spans, *, max_seq_len, cls_id, sep_id, pad_id, id_dtype):
+    """Lays out spans as fixed-length rows; spans with b0 == b1 give [CLS] A [SEP] rows."""
+    sp = np.asarray(spans, np.int64).reshape(-1, 5)
+    n, L = len(sp), max_seq_len
+    out = {"input_ids": np.full((n, L), pad_id, id_dtype),
+           "token_type_ids": np.zeros((n, L), np.uint8),
+           "word_start": np.zeros((n, L), np.uint8)}
+    la, lb = sp[:, 1] - sp[:, 0], sp[:, 3] - sp[:, 2]
+    has_b = lb > 0
+    out["length"] = (la + lb + 2 + has_b).astype(np.int32)
+    out["next_sentence_label"] = sp[:, 4].astype(np.uint8)
+    j = np.arange(L)[None]
+    for r in range(0, n, _FILL_ROWS):
+        s = slice(r, r + _FILL_ROWS)
+        a0, b0 = sp[s, 0:1], sp[s, 2:3]
+        la_, lb_ = la[s, None], lb[s, None]
+        in_a = (j >= 1) & (j <= la_)
+        in_b = (j >= la_ + 2) & (j < la_ + 2 + lb_)
+        src = np.where(in_a, a0 + j - 1, np.where(in_b, b0 + j - la_ - 2, 0))
+        text = in_a | in_b
+        sep1, sep2 = j == la_ + 1, (j == la_ + lb_ + 2) & has_b[s, None]
+        ids = np.where(text, tokens[src], pad_id)
+        ids = np.where(j == 0, cls_id, np.where(sep1 | sep2, sep_id, ids))
+        firsts = (j == 1) | ((j == la_ + 2) & has_b[s, None])
+        ws = np.where(text, word_start[src], 0) | (j == 0) | sep1 | sep2 | (firsts & text)
+        out["input_ids"][s] = ids
+        out["word_start"][s] = ws
+        out["token_type_ids"][s] = in_b | sep2
+    return out
+
+
+def create_instances(c: TokenizedCorpus, *, max_seq_len: int, short_seq_prob: float,
+                     dupe_factor: int, nsp: bool, seed: int, cls_id: int, sep_id: int,
+                     pad_id: int, vocab_size: int) -> dict[str, np.ndarray]:
+    """All instances of `dupe_factor` passes over `c`, shuffled; see the module docstring."""
+    if max_seq_len < 5:
+        raise ValueError(
+            f"data.max_seq_len={max_seq_len}: need at least 5 ([CLS] a [SEP] b [SEP]).")
+    rng = np.random.default_rng(seed)
+    fill = dict(max_seq_len=max_seq_len, cls_id=cls_id, sep_id=sep_id, pad_id=pad_id,
+                id_dtype=np.uint16 if vocab_size <= 65536 else np.int32)
+    if nsp:
+        spans = []
+        for _ in range(dupe_factor):
+            _nsp_spans(c, max_seq_len, short_seq_prob, rng, spans)
+        arrays = _fill(c.tokens, c.word_start, spans, **fill)
+    else:
+        parts = [_fill(*_packed_pass(c, max_seq_len, short_seq_prob, sep_id, rng), **fill)
+                 for _ in range(dupe_factor)]
+        arrays = {k: np.concatenate([p[k] for p in parts]) for k in KEYS} if parts else (
+            _fill(c.tokens, c.word_start, [], **fill))
+    perm = rng.permutation(len(arrays["length"]))
+    return {k: arrays[k][perm] for k in KEYS}
+
+
+def _sha256_file(path: str) -> str:
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def cache_key(data_cfg, docs_identity: str, split: str, seed: int) -> dict:
+    """Everything the arrays depend on; its hash names the cache directory."""
+    return {"version": INSTANCES_VERSION, "corpus": docs_identity, "split": split,
+            "vocab_sha256": _sha256_file(data_cfg.vocab_path), "lowercase": data_cfg.lowercase,
+            "max_seq_len": data_cfg.max_seq_len, "short_seq_prob": data_cfg.short_seq_prob,
+            "dupe_factor": data_cfg.dupe_factor, "nsp": data_cfg.nsp, "seed": seed}
+
+
+def prepare_instances(data_cfg, split: str, seed: int) -> str:
+    """Makes the instances of `split` unless cached; returns their cache directory.
+
+    The cache lives in `data_cfg.cache_dir` (None: ~/.cache/bert_jax) under instances/<hash of
+    `cache_key`>, one .npy per array plus key.json. It is written to a temp dir and renamed,
+    so a crash or a concurrent writer (several hosts sharing the dir) never leaves a
+    half-written entry.
+    """
+    tok = tokenizer_lib.load_tokenizer(data_cfg.vocab_path, data_cfg.lowercase)
+    docs = corpora.load_documents(data_cfg, split)
+    key = cache_key(data_cfg, docs.identity, split, seed)
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
+    root = os.path.join(os.path.expanduser(data_cfg.cache_dir or "~/.cache/bert_jax"),
+                        "instances")
+    final = os.path.join(root, digest)
+    if os.path.exists(os.path.join(final, "key.json")):
+        return final
+    t0 = time.time()
+    arrays = create_instances(
+        tokenize_documents(docs, tok), max_seq_len=data_cfg.max_seq_len,
+        short_seq_prob=data_cfg.short_seq_prob, dupe_factor=data_cfg.dupe_factor,
+        nsp=data_cfg.nsp, seed=seed, cls_id=tok.cls_id, sep_id=tok.sep_id, pad_id=tok.pad_id,
+        vocab_size=tok.vocab_size)
+    os.makedirs(root, exist_ok=True)
+    tmp = tempfile.mkdtemp(dir=root, prefix=f".{digest}.")
+    for k, v in arrays.items():
+        np.save(os.path.join(tmp, f"{k}.npy"), v)
+    with open(os.path.join(tmp, "key.json"), "w") as f:  # Written last: marks completion.
+        json.dump(dict(key, num_instances=len(arrays["length"])), f, indent=1)
+    try:
+        os.rename(tmp, final)
+    except OSError:  # Another process renamed its (identical) copy first.
+        shutil.rmtree(tmp, ignore_errors=True)
+    logging.info("made %d %s instances in %.1fs -> %s", len(arrays["length"]), split,
+                 time.time() - t0, final)
+    return final
+
+
+def open_instances(directory: str) -> dict[str, np.ndarray]:
+    """The arrays of a cache directory, memory-mapped read-only."""
+    return {k: np.load(os.path.join(directory, f"{k}.npy"), mmap_mode="r") for k in KEYS}
+
+
+def load_instances(data_cfg, split: str, seed: int) -> dict[str, np.ndarray]:
+    """Instances of `split` (arrays in the module docstring), made or loaded from the cache."""
+    return open_instances(prepare_instances(data_cfg, split, seed))

@@ -1,0 +1,133 @@
+"""Instance creation: layout, NSP statistics, lengths, edge cases, determinism, cache."""
+import numpy as np
+import pytest
+
+from bert_jax.data import instances
+
+CLS, SEP, PAD = 2, 3, 0
+KW = dict(cls_id=CLS, sep_id=SEP, pad_id=PAD)
+
+
+def synthetic(sent_lens_per_doc):
+    """A corpus whose token t is 10 + its position: any token tells its document and place."""
+    lens = [n for doc in sent_lens_per_doc for n in doc]
+    total = sum(lens)
+    return instances.TokenizedCorpus(
+        tokens=np.arange(10, 10 + total, dtype=np.int32),
+        word_start=np.ones(total, np.int32),
+        sent_off=np.concatenate([[0], np.cumsum(lens)]).astype(np.int64),
+        doc_sent=np.concatenate([[0], np.cumsum([len(d) for d in sent_lens_per_doc])]))
+
+
+def make(c, **kw):
+    args = dict(max_seq_len=64, short_seq_prob=0.0, dupe_factor=1, nsp=True, seed=0,
+                vocab_size=1 << 20, **KW)
+    args.update(kw)
+    return instances.create_instances(c, **args)
+
+
+def segments(a, n):
+    """(A ids, B ids) of instance n, checking [CLS] A [SEP] B [SEP] pad and token types."""
+    ids, L = a["input_ids"][n], a["length"][n]
+    assert ids[0] == CLS and ids[L - 1] == SEP and (ids[L:] == PAD).all()
+    seps = np.flatnonzero(ids[:L] == SEP)
+    assert len(seps) == 2 and not (ids[1:L] == CLS).any()
+    tt = a["token_type_ids"][n]
+    assert (tt[:seps[0] + 1] == 0).all() and (tt[seps[0] + 1:L] == 1).all() and (tt[L:] == 0).all()
+    assert (a["word_start"][n][L:] == 0).all() and a["word_start"][n][[0, seps[0], L - 1]].all()
+    return ids[1:seps[0]], ids[seps[0] + 1:L - 1]
+
+
+@pytest.fixture(scope="module")
+def corpus_docs():
+    rng = np.random.default_rng(0)
+    return [[int(n) for n in rng.integers(3, 20, rng.integers(4, 12))] for _ in range(300)]
+
+
+def test_layout_and_next_sentence_provenance(corpus_docs):
+    c = synthetic(corpus_docs)
+    a = make(c, dupe_factor=2)
+    n = len(a["length"])
+    assert a["input_ids"].shape == (n, 64) and a["input_ids"].dtype == np.int32
+    assert a["token_type_ids"].shape == a["word_start"].shape == (n, 64)
+    assert n > 300 and a["length"].max() <= 64
+    doc_of = lambda t: np.searchsorted(c.sent_off[c.doc_sent], t - 10, side="right") - 1
+    for i in range(n):
+        seg_a, seg_b = segments(a, i)
+        assert len(seg_a) >= 1 and len(seg_b) >= 1
+        # Segments are contiguous text; truncation only trims their ends.
+        assert (np.diff(seg_a) == 1).all() and (np.diff(seg_b) == 1).all()
+        same_doc = doc_of(seg_a[0]) == doc_of(seg_b[0])
+        if a["next_sentence_label"][i] == 0:
+            assert same_doc and seg_b[0] > seg_a[-1]
+        else:
+            assert not same_doc
+    # Multi-sentence chunks: random next is a fair coin (1-sentence chunks are always random).
+    assert 0.42 < a["next_sentence_label"].mean() < 0.6
+
+
+def test_short_seq_prob_shortens(corpus_docs):
+    c = synthetic(corpus_docs)
+    full, short = make(c, short_seq_prob=0.0), make(c, short_seq_prob=1.0)
+    assert np.median(full["length"]) >= 0.85 * 64
+    assert short["length"].mean() < 0.7 * full["length"].mean()
+    assert len(short["length"]) > 1.3 * len(full["length"])
+
+
+def test_determinism(corpus_docs):
+    c = synthetic(corpus_docs)
+    a, b, other = make(c, seed=3), make(c, seed=3), make(c, seed=4)
+    for k in instances.KEYS:
+        np.testing.assert_array_equal(a[k], b[k])
+    assert not np.array_equal(a["input_ids"][:10], other["input_ids"][:10])
+
+
+@pytest.mark.parametrize("docs", [
+    [[5]],                        # One document of one sentence: no pair possible.
+    [[5, 7, 9]],                  # One document: only actual-next pairs.
+    [[4], [6], [3]],              # One-sentence documents: only random-next pairs.
+    [[500], [3, 2], [900, 1]],    # Sentences far longer than the row.
+    [],                           # Nothing.
+])
+def test_edge_cases(docs):
+    a = make(synthetic(docs), max_seq_len=16, dupe_factor=3, short_seq_prob=0.5)
+    for i in range(len(a["length"])):
+        segments(a, i)
+    if len(docs) == 1:
+        assert (a["next_sentence_label"] == 0).all()
+    if docs and all(len(d) == 1 for d in docs) and len(docs) > 1:
+        assert len(a["length"]) == 3 * len(docs) and a["next_sentence_label"].all()
+
+
+def test_packed_single_segments(corpus_docs):
+    c = synthetic(corpus_docs)
+    a = make(c, nsp=False, dupe_factor=2)
+    L = a["length"]
+    assert (a["next_sentence_label"] == 0).all() and (a["token_type_ids"] == 0).all()
+    assert (a["input_ids"][:, 0] == CLS).all()
+    assert (a["input_ids"][np.arange(len(L)), L - 1] == SEP).all()
+    assert np.median(L) >= 0.85 * 64  # Packed to (nearly) full length across documents.
+    text = a["input_ids"][a["input_ids"] >= 10]
+    assert len(text) >= 2 * len(c.tokens) * 0.99  # Each pass covers (almost) every token once.
+    with pytest.raises(ValueError, match="max_seq_len"):
+        make(c, max_seq_len=4)
+
+
+def test_load_instances_real_tokens_cache(make_cfg, monkeypatch):
+    cfg = make_cfg()
+    a = instances.load_instances(cfg, "train", seed=0)
+    assert a["input_ids"].dtype == np.uint16 and isinstance(a["input_ids"], np.memmap)
+    n, L = a["input_ids"].shape
+    assert L == 32 and n > 200
+    assert a["word_start"][:, 0].all() and not a["word_start"].all()  # Some "##" pieces.
+    for i in range(20):
+        segments(a, i)
+
+    def boom(*args, **kwargs):
+        raise AssertionError("cache miss")
+    monkeypatch.setattr(instances, "create_instances", boom)
+    b = instances.load_instances(cfg, "train", seed=0)  # Cached: nothing is recomputed.
+    for k in instances.KEYS:
+        np.testing.assert_array_equal(a[k], b[k])
+    with pytest.raises(AssertionError, match="cache miss"):  # Any key change is a miss.
+        instances.load_instances(make_cfg(short_seq_prob=0.2), "train", seed=0)
