@@ -33,7 +33,10 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
     logging.get_absl_handler().addFilter(
         lambda record: "Using custom data configuration" not in record.getMessage())
-    from bert_jax.training.loop import train_and_evaluate  # after flags: --help stays fast
+    import tensorflow_datasets as tfds  # after flags: --help stays fast
+
+    tfds.display_progress_bar(False)  # its nested bars garble logs; we print our own lines
+    from bert_jax.training.loop import train_and_evaluate
 
     config = _CONFIG.value
     workdir = _WORKDIR.value or os.path.join(

@@ -162,30 +162,38 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
 
     progress = ProgressBar(tc.num_steps, start, tokens_per_step=tokens_per_step,
                            enabled=process_index == 0)
-    pending = None  # (step, device metrics) of a log step, fetched after the next dispatch
+    previous = None  # (step, device metrics) of the step dispatched before this one
     scalars = {}  # the latest logged values, shown on the progress line
     eval_metrics = None
     step = start
+
+    def finish(done_step, done_metrics):
+        """Waits for an earlier step (the device already has the next one queued), so the
+        host stays one step ahead: no per-step stall, no unbounded run-ahead."""
+        nonlocal scalars
+        if done_step % tc.log_every == 0 or done_step == tc.num_steps:
+            shown = log_train(done_step, done_metrics)
+            scalars = {"loss": shown["loss"], "mlm_acc": shown["mlm_accuracy"]}
+        else:
+            jax.block_until_ready(done_metrics["loss"])
+        progress.update(done_step, **scalars)
+
     with _StopRequest() as stop:
         while step < tc.num_steps:
             batch = next(data_it)
             state, metrics = par.train(state, par.shard_batch(batch), base_key)
             step += 1
-            if pending is not None:  # the previous log step's metrics: ready by now
-                shown = log_train(*pending)
-                scalars = {"loss": shown["loss"], "mlm_acc": shown["mlm_accuracy"]}
-                pending = None
-            progress.update(step, **scalars)
-            if step % tc.log_every == 0 or step == tc.num_steps:
-                pending = (step, metrics)
+            if previous is not None:
+                finish(*previous)
+            previous = (step, metrics)
             if step % tc.checkpoint_every == 0 or step == tc.num_steps:
                 save(step)
             if tc.eval_every and step % tc.eval_every == 0 and step != tc.num_steps:
                 eval_metrics = run_eval(step)
             if stop.signal is not None:
                 break
-        if pending is not None:
-            log_train(*pending)
+        if previous is not None:
+            finish(*previous)
         progress.close()
         if stop.signal is not None and step < tc.num_steps:
             save(step, force=True)
