@@ -1,31 +1,15 @@
 """BERT-large (Devlin et al. 2019): 24 layers, hidden 1024, 16 heads, 340M parameters.
 
-The paper's recipe: 1M steps of 256 sequences, Adam(1e-4, b1 0.9, b2 0.999, weight decay
-0.01), 10k warm-up steps then linear decay, dropout 0.1, 15% masking with at most 20
-predictions per 128-token sequence. The paper trains 90% of the steps at length 128 and the
-last 10% at 512 with 80 predictions (--config.data.max_seq_len=512
---config.masking.max_predictions_per_seq=80).
-
-Corpus: English Wikipedia through TFDS (`wikipedia/20230601.en`, needs the internet to
-build once). BookCorpus, the paper's other half, is not in TFDS. The vocabulary is Google's
-uncased 30,522-piece vocab.txt from the released BERT checkpoints.
+Same recipe and corpus as configs/pretrain/bert_base.py (the paper trains both alike); only
+the model size and the vocab file of Google's large release differ.
 """
 
-from bert_jax.config import default_pretrain_config, model_config_dict
+from bert_jax.config import model_config_dict
+from configs.pretrain import bert_base
 
 
 def get_config():
-    config = default_pretrain_config()
+    config = bert_base.get_config()
     config.model = model_config_dict("large", vocab_size=30522)
-    config.data.corpus = "wikipedia/20230601.en"  # TFDS name; its text feature is "text"
     config.data.vocab_path = "uncased_L-24_H-1024_A-16/vocab.txt"  # Google's release
-    config.data.max_seq_len = 128
-    config.train.num_steps = 1_000_000
-    config.train.batch_size = 256
-    config.train.learning_rate = 1e-4
-    config.train.warmup_steps = 10_000
-    config.train.log_every = 1000
-    config.train.eval_every = 10_000
-    config.train.checkpoint_every = 10_000
     return config
-
