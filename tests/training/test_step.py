@@ -51,6 +51,9 @@ def test_same_losses_for_any_device_count_and_backend(backend, num_devices):
     for name in ("loss", "mlm_loss", "nsp_loss", "mlm_accuracy", "grad_norm"):
         a, b = np.array([r[name] for r in ref]), np.array([r[name] for r in got])
         np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6, err_msg=name)
+    losses = np.array([r["loss"] for r in ref]), np.array([r["loss"] for r in got])
+    print(f"{backend} x{num_devices} vs pmap x1, 20 steps: max relative loss difference "
+          f"{np.max(np.abs(losses[1] - losses[0]) / losses[0]):.2e}")  # shown with -s
 
 
 def test_loss_falls_on_one_fixed_batch():
