@@ -151,6 +151,8 @@ def default_pretrain_config() -> ml_collections.ConfigDict:
     c.train.checkpoint_every = 10_000   # steps between checkpoints (also saved at the end)
     c.train.max_to_keep = 3             # checkpoints kept in workdir/checkpoints
     c.train.parallel = "pmap"           # "pmap" or "shard_map" (jit over a 1-D mesh)
+    c.train.nonfinite = "skip"          # NaN/Inf loss or gradient: "skip" the update (counted
+                                        # in metrics' skipped_steps) or "stop" the run
     c.train.fill_in_examples = 0        # at the end, print N fill-in-the-blank examples
     c.train.plots = True                # write loss/accuracy PNGs under workdir/plots
     return c
@@ -178,6 +180,8 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int, process_cou
     if eval_bs % num_devices:
         raise ConfigError(f"train.eval_batch_size ({eval_bs}) must be divisible by the number "
                           f"of devices ({num_devices})")
+    if t.nonfinite not in ("skip", "stop"):
+        raise ConfigError(f"train.nonfinite must be 'skip' or 'stop', got {t.nonfinite!r}")
     if t.parallel not in _PARALLEL:
         raise ConfigError(f"train.parallel must be one of {_PARALLEL}, got {t.parallel!r}")
     if t.warmup_steps < 0 or t.learning_rate <= 0:

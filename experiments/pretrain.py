@@ -21,6 +21,11 @@ from bert_jax.config import ConfigError
 _CONFIG = config_flags.DEFINE_config_file(
     "config", "configs/pretrain/bert_tiny.py", "Pretraining config file (a get_config()).",
     lock_config=True)
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None, "Multi-process runs: host:port of process 0 (jax.distributed). "
+    "Not needed under SLURM, Open MPI or on a TPU slice, where JAX reads the environment.")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Multi-process runs: process count.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "Multi-process runs: this process's rank.")
 _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Run directory (config.json, metrics.jsonl, checkpoints/, tensorboard/, "
     "plots/). Default: runs/<config file name>.")
@@ -33,7 +38,10 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
     logging.get_absl_handler().addFilter(
         lambda record: "Using custom data configuration" not in record.getMessage())
-    import tensorflow_datasets as tfds  # after flags: --help stays fast
+    from bert_jax.training import distributed  # after flags: --help stays fast
+
+    distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+    import tensorflow_datasets as tfds
 
     tfds.display_progress_bar(False)  # its nested bars garble logs; we print our own lines
     from bert_jax.training.loop import train_and_evaluate
@@ -42,9 +50,10 @@ def main(argv):
     workdir = _WORKDIR.value or os.path.join(
         "runs", os.path.splitext(os.path.basename(config_flags.get_config_filename(
             flags.FLAGS["config"])))[0])
+    from bert_jax.training.loop import NonFiniteError
     try:
         train_and_evaluate(config, workdir)
-    except (ConfigError, FileNotFoundError) as err:
+    except (ConfigError, FileNotFoundError, NonFiniteError) as err:
         sys.exit(f"error: {err}")
 
 

@@ -92,8 +92,19 @@ class Checkpointer:
 
 def _arrays(state) -> dict:
     """The saved part of a TrainState (everything but the static optimizer object)."""
-    return {"step": state.step, "params": state.params, "opt_state": state.opt_state,
-            "key_data": state.key_data}
+    tree = {"step": state.step, "params": state.params, "opt_state": state.opt_state,
+            "key_data": state.key_data, "skipped_steps": state.skipped_steps}
+    if jax.process_count() > 1:
+        tree = jax.tree.map(_global, tree)
+    return tree
+
+
+def _global(x):
+    """pmap's replicated outputs live on this process's devices only; orbax saves global
+    arrays, so such an array becomes the global replicated array it stands for."""
+    if isinstance(x, jax.Array) and len(x.sharding.device_set) < jax.device_count():
+        return ocp.utils.fully_replicated_host_local_array_to_global_array(x)
+    return x
 
 
 def _check_same_model(meta: dict, model: ModelConfig, directory: str, step: int) -> None:

@@ -38,6 +38,10 @@ def say(*args) -> None:
         print(*args, flush=True)
 
 
+class NonFiniteError(RuntimeError):
+    """A NaN/Inf loss or gradient under train.nonfinite='stop'."""
+
+
 class _StopRequest:
     """Turns SIGTERM/SIGINT into a flag checked between steps (save, then exit 0)."""
 
@@ -169,13 +173,28 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
 
     def finish(done_step, done_metrics):
         """Waits for an earlier step (the device already has the next one queued), so the
-        host stays one step ahead: no per-step stall, no unbounded run-ahead."""
+        host stays one step ahead: no per-step stall, no unbounded run-ahead. Reads its
+        NaN/Inf flag: the device skipped that update; the policy says go on or stop."""
         nonlocal scalars
         if done_step % tc.log_every == 0 or done_step == tc.num_steps:
             shown = log_train(done_step, done_metrics)
             scalars = {"loss": shown["loss"], "mlm_acc": shown["mlm_accuracy"]}
+            nonfinite = shown["nonfinite"]
         else:
-            jax.block_until_ready(done_metrics["loss"])
+            nonfinite = float(done_metrics["nonfinite"])
+        if nonfinite:
+            detail = {k: float(done_metrics[k]) for k in ("loss", "grad_norm", "skipped_steps")}
+            if tc.nonfinite == "stop":
+                log_train(done_step, done_metrics)
+                checkpointer.close()  # finish saves in flight: they hold finite parameters
+                writer.close()
+                raise NonFiniteError(
+                    f"non-finite loss or gradient at step {done_step} ({detail}). Its update "
+                    f"was not applied, so the checkpoints in {checkpointer.directory} hold "
+                    "finite parameters; lower train.learning_rate (or set "
+                    "train.nonfinite=skip) and rerun to resume from the newest one.")
+            say(f"\nwarning: non-finite loss or gradient at step {done_step} ({detail}); "
+                "update skipped (train.nonfinite=skip)")
         progress.update(done_step, **scalars)
 
     with _StopRequest() as stop:
@@ -215,7 +234,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
         baseline = report.unigram_baseline(eval_batches, tokenizer.special_ids)
         say(f"eval MLM accuracy {eval_metrics['mlm_accuracy']:.4f} (unigram baseline, always "
             f"the most frequent token: {baseline:.4f}); wall time {time.time() - t_start:.0f} s")
-        if tc.fill_in_examples:
+        if tc.fill_in_examples and process_count == 1:  # predictions span all processes
             report.print_fill_in_examples(par, state.params, eval_batches[0], base_key,
                                           tokenizer, tc.fill_in_examples, file=sys.stdout)
     return eval_metrics

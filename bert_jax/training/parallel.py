@@ -58,18 +58,28 @@ class Parallel:
                                         out_specs=P(AXIS)))
 
     def replicate(self, tree):
-        """Places a host/device pytree on every device of the mesh (one logical copy)."""
+        """Places a host/device pytree on every device of the mesh (one logical copy).
+
+        With several processes each passes the same values; arrays committed to one local
+        device go through the host first, since they cannot be resharded across processes.
+        """
+        if jax.process_count() > 1:
+            tree = jax.tree.map(np.asarray, tree)
         return jax.device_put(tree, self._replicated)
 
     def shard_batch(self, batch: dict) -> dict:
         """Host batch (this process's rows, [B_local, ...]) -> device-split global arrays.
 
-        For pmap the leading axis is reshaped to [devices, B_local / devices, ...].
+        For pmap the leading axis is reshaped to [local devices, B_local / local devices, ...].
+        Process p's rows land on its own devices, which hold mesh positions
+        [p * local, (p + 1) * local): the global example order is the same for any layout.
         """
+        local = self.num_devices // jax.process_count()
+
         def put(x):
             x = np.asarray(x)
             if self.backend == "pmap":
-                x = x.reshape((self.num_devices, x.shape[0] // self.num_devices) + x.shape[1:])
+                x = x.reshape((local, x.shape[0] // local) + x.shape[1:])
             if jax.process_count() == 1:
                 return jax.device_put(x, self._split)
             return jax.make_array_from_process_local_data(self._split, x)

@@ -41,19 +41,22 @@ class StepConfig:
 
 
 class TrainState(struct.PyTreeNode):
-    """What a checkpoint holds of the model: step counter, parameters, optimizer state and
-    the run's base PRNG key (as raw uint32 key data, so it saves like any array)."""
+    """What a checkpoint holds of the model: step counter, parameters, optimizer state, the
+    run's base PRNG key (as raw uint32 key data, so it saves like any array) and the number
+    of steps whose update was skipped because the loss or gradient was not finite."""
 
     step: jax.Array
     params: Any
     opt_state: Any
     key_data: jax.Array
+    skipped_steps: jax.Array
     tx: optax.GradientTransformation = struct.field(pytree_node=False)
 
     @classmethod
     def create(cls, params, tx, key):
         return cls(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
-                   key_data=jax.random.key_data(key), tx=tx)
+                   key_data=jax.random.key_data(key), skipped_steps=jnp.zeros((), jnp.int32),
+                   tx=tx)
 
     @property
     def base_key(self):
@@ -133,7 +136,17 @@ def train_step(state: TrainState, batch, base_key, cfg: StepConfig):
         state.opt_state.hyperparams["learning_rate"], jnp.float32)
     updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
+    # NaN/Inf guard, decided on device from globally reduced values (so identical on every
+    # device): a non-finite step leaves parameters and optimizer state as they were. The step
+    # counter still advances, so data and masks move on; the loop decides to go on or stop.
+    finite = jnp.isfinite(metrics["loss"]) & jnp.isfinite(metrics["grad_norm"])
+    keep = lambda new, old: jnp.where(finite, new, old)
+    skipped = state.skipped_steps + (~finite).astype(jnp.int32)
+    new_state = state.replace(step=state.step + 1, params=jax.tree.map(keep, params, state.params),
+                              opt_state=jax.tree.map(keep, opt_state, state.opt_state),
+                              skipped_steps=skipped)
+    metrics["nonfinite"] = (~finite).astype(jnp.float32)
+    metrics["skipped_steps"] = skipped.astype(jnp.float32)
     return new_state, metrics
 
 

@@ -137,3 +137,22 @@ def test_checkpoint_of_another_model_is_refused(corpus, finished_run, tmp_path):
         loop.train_and_evaluate(make_config(corpus, **{"model.intermediate_size": 128}),
                                 workdir)
     assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == before
+
+
+def test_nonfinite_policy(corpus, tmp_path):
+    """A learning rate of 1e30 blows the parameters up after one step: 'stop' ends the run
+    with a clear error and finite checkpoints; 'skip' runs on, counting skipped updates."""
+    blowup = {"train.learning_rate": 1e30, "train.warmup_steps": 0, "train.max_grad_norm": 0.0,
+              "train.checkpoint_every": 1, "train.num_steps": 4}
+    workdir = str(tmp_path / "stop")
+    with pytest.raises(loop.NonFiniteError, match="non-finite loss or gradient at step"):
+        loop.train_and_evaluate(make_config(corpus, **blowup, **{"train.nonfinite": "stop"}),
+                                workdir)
+    rows = _rows(workdir)
+    assert rows[-1]["nonfinite"] == 1.0 and rows[0]["nonfinite"] == 0.0
+    final = loop.train_and_evaluate(
+        make_config(corpus, **blowup, **{"train.nonfinite": "skip"}), str(tmp_path / "skip"))
+    rows = _rows(str(tmp_path / "skip"))
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    assert rows[-1]["skipped_steps"] >= 1
+    assert set(final) >= {"mlm_loss", "mlm_accuracy"}

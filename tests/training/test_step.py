@@ -80,3 +80,20 @@ def test_state_stays_replicated_and_step_counts():
     assert int(state.step) == 3
     leaf = jax.tree.leaves(state.params)[0]
     assert leaf.sharding.is_fully_replicated and len(leaf.sharding.device_set) == 8
+
+
+def test_nonfinite_step_is_skipped_and_counted():
+    cfg = synthetic.step_config()
+    par = Parallel("shard_map", cfg, jax.devices()[:2])
+    params = init_params(BertForPreTraining(cfg.model), jax.random.key(0))
+    table = params["embeddings"]["word_embeddings"]["embedding"]
+    params["embeddings"]["word_embeddings"]["embedding"] = table.at[:].set(np.nan)
+    tx = make_optimizer(synthetic.train_config())
+    state = TrainState.create(params, tx, jax.random.key(1))
+    before = jax.tree.map(np.asarray, (state.params, state.opt_state))
+    state, metrics = par.train(par.replicate(state), par.shard_batch(synthetic.batch()),
+                               jax.random.key(1))
+    assert float(metrics["nonfinite"]) == 1.0 and int(state.skipped_steps) == 1
+    assert int(state.step) == 1
+    after = jax.tree.map(np.asarray, (state.params, state.opt_state))
+    jax.tree.map(lambda a, b: np.testing.assert_array_equal(a, b), before, after)
