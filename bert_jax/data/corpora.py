@@ -194,14 +194,19 @@ def _text_files_fingerprint(paths: Sequence[str]) -> str:
     return hashlib.sha256(json.dumps([_CODE_SHA256, stats]).encode()).hexdigest()
 
 
-def text_file_documents(path: str) -> Iterator[tuple[str, list[str]]]:
+def text_file_documents(path: str, name: str | None = None) -> Iterator[tuple[str, list[str]]]:
     """Yields (id, sentences) per document of one google-format file.
+
+    Ids are `name#index` (name defaults to the path). They decide the train/validation
+    split, so the builder passes names relative to the corpus's common directory: moving
+    the whole corpus elsewhere keeps the same split.
 
     Non-blank lines are sentences (whitespace collapsed); runs of blank lines separate documents.
     Bytes that are not UTF-8 raise a ValueError naming the file and line: silently replacing
     them would train on mojibake.
     """
     doc, index = [], 0
+    name = path if name is None else name
     with open(path, "rb") as f:
         for lineno, raw in enumerate(f, 1):
             try:
@@ -214,10 +219,10 @@ def text_file_documents(path: str) -> Iterator[tuple[str, list[str]]]:
             if line:
                 doc.append(line)
             elif doc:
-                yield f"{path}#{index}", doc
+                yield f"{name}#{index}", doc
                 doc, index = [], index + 1
     if doc:
-        yield f"{path}#{index}", doc
+        yield f"{name}#{index}", doc
 
 
 class TextFilesConfig(tfds.core.BuilderConfig):
@@ -298,8 +303,10 @@ class BertJaxTextFiles(_CorpusBuilder):
     name = "bert_jax_text_files"
 
     def _documents(self):
-        for path in self.builder_config.paths:
-            yield from text_file_documents(path)
+        paths = self.builder_config.paths
+        root = os.path.commonpath([os.path.dirname(p) for p in paths])
+        for path in paths:
+            yield from text_file_documents(path, os.path.relpath(path, root))
 
     def _metadata(self):
         return {"paths": list(self.builder_config.paths),

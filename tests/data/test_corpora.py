@@ -52,6 +52,8 @@ def test_text_file_parsing(tmp_path):
     assert [d for _, d in docs] == [["First sentence here.", "Second one."], ["Only one.", "x"],
                                     ["Last, no newline."]]
     assert len({i for i, _ in docs}) == 3
+    assert [i for i, _ in corpora.text_file_documents(str(path), "c.txt")] == [
+        "c.txt#0", "c.txt#1", "c.txt#2"]
 
 
 def test_text_files_splits(make_cfg):

@@ -19,7 +19,7 @@ NUM_STEPS = 8
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     root = tmp_path_factory.mktemp("loop_data")
-    return root, [str(write_google_corpus(root / "corpus.txt", 200, seed=3))]
+    return root, [str(write_google_corpus(root / "corpus.txt", 400, seed=3))]
 
 
 def make_config(corpus, **overrides):
