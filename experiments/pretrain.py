@@ -18,9 +18,16 @@ from ml_collections import config_flags
 
 from bert_jax.config import ConfigError
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", "configs/pretrain/bert_tiny.py", "Pretraining config file (a get_config()).",
-    lock_config=True)
+try:
+    _CONFIG = config_flags.DEFINE_config_file(
+        "config", "configs/pretrain/bert_tiny.py", "Pretraining config file (a get_config()).",
+        lock_config=True)
+except (AttributeError, KeyError) as _err:  # ml_collections applies --config.<field> here
+    _hint = _err.args[0] if _err.args else _err
+    while isinstance(_hint, BaseException) and _hint.args:  # AttributeError(KeyError(msg))
+        _hint = _hint.args[0]
+    _hint = str(_hint).replace("\n", "; ")
+    sys.exit(f"error: unknown config field in the command line: {_hint}")
 _COORDINATOR = flags.DEFINE_string(
     "coordinator_address", None, "Multi-process runs: host:port of process 0 (jax.distributed). "
     "Not needed under SLURM, Open MPI or on a TPU slice, where JAX reads the environment.")
@@ -57,5 +64,13 @@ def main(argv):
         sys.exit(f"error: {err}")
 
 
+def parse_flags(argv):
+    """absl's parser, but a misspelt --config.<field> gets one line, not a traceback."""
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as err:
+        sys.exit(f"error: {err}\nPass --helpfull to see the flags.")
+
+
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)
