@@ -156,3 +156,18 @@ def test_nonfinite_policy(corpus, tmp_path):
     assert [r["step"] for r in rows] == [1, 2, 3, 4]
     assert rows[-1]["skipped_steps"] >= 1
     assert set(final) >= {"mlm_loss", "mlm_accuracy"}
+
+
+@pytest.mark.parametrize("damage", ["state", "meta"])
+def test_unreadable_newest_checkpoint_falls_back(corpus, finished_run, tmp_path, damage,
+                                                 caplog):
+    """Step 8's files damaged: the run restores step 4, says so, and redoes steps 5-8 to the
+    same numbers."""
+    reference, _ = finished_run
+    workdir = str(tmp_path / "w")
+    shutil.copytree(reference, workdir)
+    shutil.rmtree(os.path.join(workdir, "checkpoints", "8", damage))
+    with caplog.at_level("WARNING"):
+        loop.train_and_evaluate(make_config(corpus), workdir)
+    assert "checkpoint step 8" in caplog.text and "falling back to step 4" in caplog.text
+    assert _rows(workdir) == _rows(reference)
