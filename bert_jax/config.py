@@ -29,6 +29,9 @@ SIZES: dict[str, tuple[int, int]] = {
 _DTYPES = ("float32", "bfloat16", "float16")
 _PARALLEL = ("pmap", "shard_map")
 _REMAT = ("none", "full", "dots")
+# Feed-forward activations (modeling/layers.py): "gelu" is the exact erf form (HF's "gelu");
+# "gelu_tanh" the tanh approximation that Google's original BERT used (HF's "gelu_new").
+ACTIVATIONS = ("gelu", "gelu_tanh", "relu", "silu")
 
 
 class ConfigError(ValueError):
@@ -57,6 +60,11 @@ class ModelConfig:
     # nn.scan over layers: compile time independent of depth; params stacked on axis 0.
     scan_layers: bool = True
     remat: str = "none"
+    hidden_act: str = "gelu"  # one of ACTIVATIONS; feed-forward and MLM-head transform
+    # Which modules exist. Published checkpoints may lack some (sentence-transformers'
+    # MiniLM has no MLM or NSP head); pretraining needs mlm_head, NSP needs the pooler.
+    pooler: bool = True  # tanh(Dense(h_[CLS])) -> pooled_output
+    mlm_head: bool = True  # masked-LM head, decoder tied to the word embeddings
     next_sentence: bool = True  # NSP head on the pooled [CLS] vector
 
     @property
@@ -82,6 +90,12 @@ class ModelConfig:
                 raise ConfigError(f"model.{name} must be one of {_DTYPES}, got {getattr(self, name)!r}")
         if self.remat not in _REMAT:
             raise ConfigError(f"model.remat must be one of {_REMAT}, got {self.remat!r}")
+        if self.hidden_act not in ACTIVATIONS:
+            raise ConfigError(
+                f"model.hidden_act must be one of {ACTIVATIONS}, got {self.hidden_act!r}")
+        if self.next_sentence and not self.pooler:
+            raise ConfigError("model.next_sentence needs model.pooler (NSP reads the pooled "
+                              "[CLS] vector); turn next_sentence off or the pooler on")
 
 
 def model_config_for(size: str, **overrides: Any) -> ModelConfig:
@@ -153,6 +167,8 @@ def default_pretrain_config() -> ml_collections.ConfigDict:
     c.train.parallel = "pmap"           # "pmap" or "shard_map" (jit over a 1-D mesh)
     c.train.nonfinite = "skip"          # NaN/Inf loss or gradient: "skip" the update (counted
                                         # in metrics' skipped_steps) or "stop" the run
+    c.train.init_from = ""              # start from a checkpoint: HF dir, Google TF checkpoint
+                                        # or bert_jax workdir/export ("" = random init)
     c.train.fill_in_examples = 0        # at the end, print N fill-in-the-blank examples
     c.train.plots = True                # write loss/accuracy PNGs under workdir/plots
     return c
@@ -195,6 +211,8 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int, process_cou
     if not 1 <= m.max_predictions_per_seq <= d.max_seq_len:
         raise ConfigError(f"masking.max_predictions_per_seq must be in [1, data.max_seq_len], "
                           f"got {m.max_predictions_per_seq}")
+    if not model.mlm_head:
+        raise ConfigError("pretraining needs the MLM head; set model.mlm_head=True")
     if d.nsp and not model.next_sentence:
         raise ConfigError("data.nsp is on but model.next_sentence is off; set both alike")
     if tokenizer_vocab_size is not None and model.vocab_size < tokenizer_vocab_size:

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import flax.linen as nn
 
 from bert_jax.config import ModelConfig
-from bert_jax.modeling.layers import dense, gelu, layer_norm
+from bert_jax.modeling.layers import activation, dense, layer_norm
 
 
 def gather_positions(x_BxLxH, positions_BxP):
@@ -26,7 +26,8 @@ class Pooler(nn.Module):
 
 
 class MlmHead(nn.Module):
-    """Dense + GELU + LayerNorm, then logits against the tied word embeddings plus a bias.
+    """Dense + activation (config.hidden_act) + LayerNorm, then logits against the tied word
+    embeddings plus a bias.
 
     `attend` maps [..., H] to [..., V] with the embedding table (Embeddings.attend), so the
     decoder weight is shared with the input embedding, as in BERT.
@@ -37,7 +38,7 @@ class MlmHead(nn.Module):
     @nn.compact
     def __call__(self, x_BxPxH, attend):
         c = self.config
-        h_BxPxH = gelu(dense(c, c.hidden_size, "dense")(x_BxPxH))
+        h_BxPxH = activation(c)(dense(c, c.hidden_size, "dense")(x_BxPxH))
         h_BxPxH = layer_norm(c, "LayerNorm")(h_BxPxH)
         bias_V = self.param("bias", nn.initializers.zeros, (c.vocab_size,), c.param_dtype)
         return attend(h_BxPxH).astype(jnp.float32) + bias_V.astype(jnp.float32)

@@ -31,8 +31,23 @@ def dense(config: ModelConfig, features, name: str, axis=-1) -> nn.DenseGeneral:
 
 
 def gelu(x):
-    """Exact (erf) GELU, as in the original BERT and HF's `gelu`."""
+    """Exact (erf) GELU, HF's `gelu`. (Google's original BERT used the tanh form.)"""
     return nn.gelu(x, approximate=False)
+
+
+# config.hidden_act -> function; the names are config.ACTIVATIONS.
+_ACTIVATIONS = {
+    "gelu": gelu,
+    # 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))): google-research/bert, HF `gelu_new`.
+    "gelu_tanh": lambda x: nn.gelu(x, approximate=True),
+    "relu": nn.relu,
+    "silu": nn.silu,
+}
+
+
+def activation(config: ModelConfig):
+    """The feed-forward (and MLM transform) activation named by `config.hidden_act`."""
+    return _ACTIVATIONS[config.hidden_act]
 
 
 class Embeddings(nn.Module):
@@ -111,7 +126,7 @@ class TransformerBlock(nn.Module):
                                                         deterministic=deterministic)
         x_BxLxH = layer_norm(c, "attention_LayerNorm")(
             x_BxLxH + drop(attn_BxLxH, deterministic=deterministic).astype(jnp.float32))
-        h_BxLxI = gelu(dense(c, c.intermediate_size, "intermediate")(x_BxLxH))
+        h_BxLxI = activation(c)(dense(c, c.intermediate_size, "intermediate")(x_BxLxH))
         h_BxLxH = dense(c, c.hidden_size, "output")(h_BxLxI)
         return layer_norm(c, "output_LayerNorm")(
             x_BxLxH + drop(h_BxLxH, deterministic=deterministic).astype(jnp.float32))

@@ -12,15 +12,15 @@ from bert_jax.modeling.layers import Embeddings
 
 
 class BertForPreTraining(nn.Module):
-    """BERT encoder with pooler, MLM and (optionally) NSP heads.
+    """BERT encoder with the pooler, MLM and NSP heads that the config turns on.
 
     Inputs are int [B, L]: `input_ids`, `attention_mask` (1 real, 0 padding) and
     `token_type_ids`. With `masked_positions` (int [B, P]) the MLM head runs only at those
     positions (static P, as google-research/bert does), else at every position.
 
-    Returns a dict: `last_hidden_state` [B, L, H], `pooled_output` [B, H], `mlm_logits`
-    [B, P, V] or [B, L, V], and `nsp_logits` [B, 2] when the config has the NSP head; all
-    float32.
+    Returns a dict, all float32: `last_hidden_state` [B, L, H]; `pooled_output` [B, H] with
+    `config.pooler`; `mlm_logits` [B, P, V] or [B, L, V] with `config.mlm_head`; and
+    `nsp_logits` [B, 2] with `config.next_sentence`. A module that is off has no parameters.
     """
 
     config: ModelConfig
@@ -29,8 +29,10 @@ class BertForPreTraining(nn.Module):
         c = self.config
         self.embeddings = Embeddings(c)
         self.encoder = Encoder(c)
-        self.pooler = Pooler(c)
-        self.mlm_head = MlmHead(c)
+        if c.pooler:
+            self.pooler = Pooler(c)
+        if c.mlm_head:
+            self.mlm_head = MlmHead(c)
         if c.next_sentence:
             self.nsp_head = NspHead(c)
 
@@ -42,18 +44,17 @@ class BertForPreTraining(nn.Module):
             token_type_ids = jnp.zeros_like(input_ids)
         x_BxLxH = self.embeddings(input_ids, token_type_ids, deterministic=deterministic)
         x_BxLxH = self.encoder(x_BxLxH, attention_mask, deterministic=deterministic)
-        pooled_BxH = self.pooler(x_BxLxH)
-        if masked_positions is not None:
-            mlm_in = gather_positions(x_BxLxH, masked_positions)
-        else:
-            mlm_in = x_BxLxH
-        out = {
-            "last_hidden_state": x_BxLxH,
-            "pooled_output": pooled_BxH,
-            "mlm_logits": self.mlm_head(mlm_in, self.embeddings.attend),
-        }
+        out = {"last_hidden_state": x_BxLxH}
+        if self.config.pooler:
+            out["pooled_output"] = self.pooler(x_BxLxH)
+        if self.config.mlm_head:
+            if masked_positions is not None:
+                mlm_in = gather_positions(x_BxLxH, masked_positions)
+            else:
+                mlm_in = x_BxLxH
+            out["mlm_logits"] = self.mlm_head(mlm_in, self.embeddings.attend)
         if self.config.next_sentence:
-            out["nsp_logits"] = self.nsp_head(pooled_BxH)
+            out["nsp_logits"] = self.nsp_head(out["pooled_output"])
         return out
 
 

@@ -114,8 +114,11 @@ def _check_same_model(meta: dict, model: ModelConfig, directory: str, step: int)
     # dropout, dtypes and remat may differ between runs of one model.
     shape_fields = ("vocab_size", "hidden_size", "num_layers", "num_heads",
                     "intermediate_size", "max_position_embeddings", "type_vocab_size",
-                    "scan_layers", "next_sentence")
-    diff = {k: (saved.get(k), current[k]) for k in shape_fields if saved.get(k) != current[k]}
+                    "scan_layers", "next_sentence", "pooler", "mlm_head")
+    # Fields added after a checkpoint was written read as their default.
+    defaults = {f.name: f.default for f in dataclasses.fields(ModelConfig)}
+    diff = {k: (saved.get(k, defaults[k]), current[k]) for k in shape_fields
+            if saved.get(k, defaults[k]) != current[k]}
     if diff:
         detail = ", ".join(f"model.{k}: checkpoint {a!r} vs config {b!r}"
                            for k, (a, b) in diff.items())

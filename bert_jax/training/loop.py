@@ -132,6 +132,11 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
     param_key, run_key = jax.random.split(root)
     model = BertForPreTraining(model_cfg)
     params = jax.jit(init_params, static_argnums=0)(model, param_key)
+    if tc.init_from and checkpointer.latest_step() is None:  # resuming beats init_from
+        from bert_jax.convert import init_params_from  # pulls in safetensors/TF readers
+
+        params = init_params_from(tc.init_from, model_cfg, rng=param_key)
+        say(f"initialised from {tc.init_from}")
     state = par.replicate(TrainState.create(params, make_optimizer(tc), run_key))
     num_params = sum(x.size for x in jax.tree.leaves(state.params))
     writer = MetricsWriter(workdir, enabled=process_index == 0)

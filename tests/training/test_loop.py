@@ -171,3 +171,18 @@ def test_unreadable_newest_checkpoint_falls_back(corpus, finished_run, tmp_path,
         loop.train_and_evaluate(make_config(corpus), workdir)
     assert "checkpoint step 8" in caplog.text and "falling back to step 4" in caplog.text
     assert _rows(workdir) == _rows(reference)
+
+
+def test_init_from_a_workdir(corpus, finished_run, tmp_path):
+    """Starting from the finished run's parameters: the first loss is already the trained
+    model's (far below a random init's), and a model that does not fit is refused."""
+    reference, _ = finished_run
+    pytest.importorskip("safetensors")
+    workdir = str(tmp_path / "w")
+    loop.train_and_evaluate(make_config(corpus, **{"train.init_from": reference,
+                                                   "train.num_steps": 2}), workdir)
+    assert _rows(workdir)[0]["mlm_loss"] < _rows(reference)[0]["mlm_loss"] - 0.1
+    with pytest.raises(ConfigError, match=r"model\.intermediate_size"):
+        loop.train_and_evaluate(make_config(corpus, **{"train.init_from": reference,
+                                                       "model.intermediate_size": 128}),
+                                str(tmp_path / "w2"))
