@@ -166,8 +166,12 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
         say(f"\neval @ step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
         return metrics
 
+    saved = {start}  # steps already in (or on their way to) workdir/checkpoints
+
     def save(step, force=False):
-        checkpointer.save(step, state, data_it.get_state(), model_cfg, force=force)
+        if step not in saved:  # a stop right after a periodic save must not save it twice
+            checkpointer.save(step, state, data_it.get_state(), model_cfg, force=force)
+            saved.add(step)
 
     progress = ProgressBar(tc.num_steps, start, tokens_per_step=tokens_per_step,
                            enabled=process_index == 0)

@@ -84,7 +84,9 @@ def test_resume_after_crash_is_exact(corpus, finished_run, tmp_path):
     assert _rows(workdir, "eval") == _rows(reference, "eval")
 
 
-def test_sigterm_saves_then_resume_is_exact(corpus, finished_run, tmp_path, monkeypatch):
+@pytest.mark.parametrize("signal_at", [3, 4])  # 4 is a periodic checkpoint step too
+def test_sigterm_saves_then_resume_is_exact(corpus, finished_run, tmp_path, monkeypatch,
+                                            signal_at):
     reference, _ = finished_run
     workdir = str(tmp_path / "w")
     real = loop.make_train_iterator
@@ -95,7 +97,7 @@ def test_sigterm_saves_then_resume_is_exact(corpus, finished_run, tmp_path, monk
 
         def __next__(self):
             self.calls += 1
-            if self.calls == 3:
+            if self.calls == signal_at:
                 os.kill(os.getpid(), signal.SIGTERM)
             return next(self.it)
 
@@ -108,7 +110,7 @@ def test_sigterm_saves_then_resume_is_exact(corpus, finished_run, tmp_path, monk
     monkeypatch.setattr(loop, "make_train_iterator",
                         lambda *a, **k: SignalOnThirdBatch(real(*a, **k)))
     assert loop.train_and_evaluate(make_config(corpus), workdir) == {}
-    assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["3"]
+    assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == [str(signal_at)]
     monkeypatch.setattr(loop, "make_train_iterator", real)
     loop.train_and_evaluate(make_config(corpus), workdir)
     assert _rows(workdir) == _rows(reference)
