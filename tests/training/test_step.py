@@ -61,7 +61,8 @@ def test_loss_falls_on_one_fixed_batch():
     history, _ = _run("shard_map", 2, 40, batches=[batch],
                       tc=synthetic.train_config(num_steps=40, learning_rate=3e-3))
     first, last = history[0]["mlm_loss"], np.mean([h["mlm_loss"] for h in history[-5:]])
-    assert last < 0.6 * first, (first, last)  # measured: 5.41 -> 2.85
+    print(f"one fixed batch, 40 steps: MLM loss {first:.2f} -> {last:.2f}")  # shown with -s
+    assert last < 0.6 * first, (first, last)
     assert history[-1]["learning_rate"] < history[5]["learning_rate"]  # linear decay
 
 
