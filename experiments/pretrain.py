@@ -57,10 +57,11 @@ def main(argv):
     workdir = _WORKDIR.value or os.path.join(
         "runs", os.path.splitext(os.path.basename(config_flags.get_config_filename(
             flags.FLAGS["config"])))[0])
+    from bert_jax.data import DataError
     from bert_jax.training.loop import NonFiniteError
     try:
         train_and_evaluate(config, workdir)
-    except (ConfigError, FileNotFoundError, NonFiniteError) as err:
+    except (ConfigError, DataError, FileNotFoundError, NonFiniteError) as err:
         sys.exit(f"error: {err}")
 
 

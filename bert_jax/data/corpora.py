@@ -33,6 +33,7 @@ import sysconfig
 from typing import Iterator, Sequence
 
 import tensorflow_datasets as tfds
+from bert_jax.data import DataError
 
 SPLITS = ("train", "validation")
 VALIDATION_PER_MILLE = 30  # ~3% of documents are held out.
@@ -212,7 +213,7 @@ def text_file_documents(path: str, name: str | None = None) -> Iterator[tuple[st
             try:
                 line = " ".join(raw.decode("utf-8").split())
             except UnicodeDecodeError as e:
-                raise ValueError(
+                raise DataError(
                     f"{path}, line {lineno}: not valid UTF-8 ({e.reason} at byte {e.start}). "
                     "Convert the file to UTF-8 (e.g. `iconv -f latin1 -t utf-8`) or remove it "
                     "from data.text_files.") from None
@@ -372,7 +373,7 @@ def load_documents(data_cfg, split: str) -> Documents:
     `data_cfg.tfds_data_dir` (None: TFDS's default). A foreign dataset without `split` gets it
     from its "train" split by the same stable hash rule applied to the record index.
     """
-    data_dir = data_cfg.tfds_data_dir
+    data_dir = data_cfg.tfds_data_dir or None  # "" (the CLI-settable default) = TFDS's own
     if data_cfg.corpus in ("embedded", "text_files"):
         if data_cfg.corpus == "embedded":
             want = {"python_version": _python_version(), "fingerprint": _embedded_fingerprint()}
@@ -380,7 +381,7 @@ def load_documents(data_cfg, split: str) -> Documents:
             name = BertJaxEmbedded.name
         else:
             if not data_cfg.text_files:
-                raise ValueError("data.corpus='text_files' needs data.text_files (paths or globs).")
+                raise DataError("data.corpus='text_files' needs data.text_files (paths or globs).")
             config = _text_files_config(list(data_cfg.text_files))
             name = BertJaxTextFiles.name
             want = {"fingerprint": _text_files_fingerprint(config.paths)}
@@ -410,6 +411,6 @@ def load_documents(data_cfg, split: str) -> Documents:
         return Documents(source, f"{name}/{split}(hashed from train)", indices=indices,
                          **doc_kwargs)
     if split not in splits:
-        raise ValueError(f"{data_cfg.corpus} has no split {split!r}; it has {sorted(splits)}.")
+        raise DataError(f"{data_cfg.corpus} has no split {split!r}; it has {sorted(splits)}.")
     source = tfds.data_source(data_cfg.corpus, split=split, **kwargs)
     return Documents(source, f"{name}/{split}", **doc_kwargs)

@@ -42,6 +42,7 @@ import numpy as np
 
 from bert_jax.data import corpora
 from bert_jax.data import tokenizer as tokenizer_lib
+from bert_jax.data import DataError
 
 INSTANCES_VERSION = 1  # Bump when the algorithm or the array layout changes.
 KEYS = ("input_ids", "length", "token_type_ids", "next_sentence_label", "word_start")
@@ -205,7 +206,7 @@ def create_instances(c: TokenizedCorpus, *, max_seq_len: int, short_seq_prob: fl
                      pad_id: int, vocab_size: int) -> dict[str, np.ndarray]:
     """All instances of `dupe_factor` passes over `c`, shuffled; see the module docstring."""
     if max_seq_len < 5:
-        raise ValueError(
+        raise DataError(
             f"data.max_seq_len={max_seq_len}: need at least 5 ([CLS] a [SEP] b [SEP]).")
     rng = np.random.default_rng(seed)
     fill = dict(max_seq_len=max_seq_len, cls_id=cls_id, sep_id=sep_id, pad_id=pad_id,

@@ -34,16 +34,17 @@ import numpy as np
 
 from bert_jax.data import instances as instances_lib
 from bert_jax.data import tokenizer as tokenizer_lib
+from bert_jax.data import DataError
 
 
 def default_data_config() -> ml_collections.ConfigDict:
     """Data fields every pretraining config embeds as `config.data`."""
     return ml_collections.ConfigDict(dict(
         corpus="embedded",        # "embedded" | "text_files" | a TFDS name, e.g. "wikipedia/...".
-        text_files=[],            # For corpus="text_files": paths/globs, google's bert format.
+        text_files=(),            # For corpus="text_files": paths/globs (a tuple: the CLI can set it).
         text_feature="text",      # Text feature of a TFDS corpus.
-        tfds_data_dir=None,       # Where TFDS builds/reads corpora (None: TFDS's default).
-        cache_dir=None,           # Instance cache (None: ~/.cache/bert_jax).
+        tfds_data_dir="",         # Where TFDS builds/reads corpora ("": TFDS's default).
+        cache_dir="",             # Instance cache ("": ~/.cache/bert_jax).
         vocab_path=tokenizer_lib.DEFAULT_VOCAB_PATH,  # Google-format WordPiece vocab.txt.
         lowercase=True,           # Uncased model: lowercase + strip accents.
         max_seq_len=128,          # L: tokens per instance incl. [CLS]/[SEP].
@@ -109,7 +110,7 @@ def _load(data_cfg, split: str, seed: int) -> InstanceSource:
     if not len(source):
         files = f" (data.text_files={list(data_cfg.text_files)})" * (
             data_cfg.corpus == "text_files")
-        raise ValueError(
+        raise DataError(
             f"corpus {data_cfg.corpus!r}{files} split {split!r} yields zero instances; give it "
             "text (non-blank lines, see google-research/bert's format) or another data.corpus.")
     return source
@@ -117,10 +118,10 @@ def _load(data_cfg, split: str, seed: int) -> InstanceSource:
 
 def _check_layout(global_batch_size: int, process_index: int, process_count: int) -> None:
     if global_batch_size <= 0 or global_batch_size % process_count:
-        raise ValueError(f"global batch size {global_batch_size} must be a positive multiple of "
+        raise DataError(f"global batch size {global_batch_size} must be a positive multiple of "
                          f"process_count={process_count}; change train.batch_size.")
     if not 0 <= process_index < process_count:
-        raise ValueError(f"process_index={process_index} not in [0, {process_count}).")
+        raise DataError(f"process_index={process_index} not in [0, {process_count}).")
 
 
 def make_train_iterator(data_cfg, *, seed: int, global_batch_size: int, process_index: int = 0,
@@ -163,7 +164,7 @@ def make_eval_batches(data_cfg, *, seed: int, batch_size: int, num_batches: int,
     source = _load(data_cfg, data_cfg.eval_split, seed)
     n = min(num_batches, len(source) // batch_size)
     if n == 0:
-        raise ValueError(
+        raise DataError(
             f"corpus {data_cfg.corpus!r} split {data_cfg.eval_split!r} has {len(source)} "
             f"instances, fewer than one eval batch of {batch_size}; lower the eval batch size "
             "or use a larger corpus.")

@@ -15,6 +15,7 @@ from typing import Sequence
 import numpy as np
 from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, models, normalizers, pre_tokenizers
+from bert_jax.data import DataError
 
 DEFAULT_VOCAB_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "vocab",
                                   "embedded_uncased_8k.txt")
@@ -37,7 +38,7 @@ class Tokenizer:
         self.lowercase = lowercase
         missing = [t for t in SPECIAL_TOKENS if t not in vocab]
         if missing:
-            raise ValueError(f"{vocab_path} lacks special token(s) {missing}; a BERT vocab.txt "
+            raise DataError(f"{vocab_path} lacks special token(s) {missing}; a BERT vocab.txt "
                              "needs [PAD], [UNK], [CLS], [SEP] and [MASK].")
         self.pad_id, self.unk_id, self.cls_id, self.sep_id, self.mask_id = (
             vocab[t] for t in SPECIAL_TOKENS)
