@@ -185,7 +185,8 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
         host stays one step ahead: no per-step stall, no unbounded run-ahead. Reads its
         NaN/Inf flag: the device skipped that update; the policy says go on or stop."""
         nonlocal scalars
-        if done_step % tc.log_every == 0 or done_step == tc.num_steps:
+        logged = done_step % tc.log_every == 0 or done_step == tc.num_steps
+        if logged:
             shown = log_train(done_step, done_metrics)
             scalars = {"loss": shown["loss"], "mlm_acc": shown["mlm_accuracy"]}
             nonfinite = shown["nonfinite"]
@@ -194,7 +195,8 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
         if nonfinite:
             detail = {k: float(done_metrics[k]) for k in ("loss", "grad_norm", "skipped_steps")}
             if tc.nonfinite == "stop":
-                log_train(done_step, done_metrics)
+                if not logged:  # the row that explains the stop
+                    log_train(done_step, done_metrics)
                 checkpointer.close()  # finish saves in flight: they hold finite parameters
                 writer.close()
                 raise NonFiniteError(

@@ -152,6 +152,7 @@ def test_nonfinite_policy(corpus, tmp_path):
                                 workdir)
     rows = _rows(workdir)
     assert rows[-1]["nonfinite"] == 1.0 and rows[0]["nonfinite"] == 0.0
+    assert len({r["step"] for r in rows}) == len(rows)  # the stopping step logged once
     final = loop.train_and_evaluate(
         make_config(corpus, **blowup, **{"train.nonfinite": "skip"}), str(tmp_path / "skip"))
     rows = _rows(str(tmp_path / "skip"))
