@@ -98,6 +98,15 @@ class ModelConfig:
                               "[CLS] vector); turn next_sentence off or the pooler on")
 
 
+# ModelConfig fields that change parameter shapes: a checkpoint with other values cannot load.
+ARCHITECTURE_FIELDS = ("vocab_size", "hidden_size", "num_layers", "num_heads",
+                       "intermediate_size", "max_position_embeddings", "type_vocab_size")
+# ... plus those that change the tree of a saved train state (which heads exist, scanned or
+# unrolled layers): a run's checkpoint resumes only under equal values of all of these.
+STATE_LAYOUT_FIELDS = ARCHITECTURE_FIELDS + ("scan_layers", "next_sentence", "pooler",
+                                             "mlm_head")
+
+
 def model_config_for(size: str, **overrides: Any) -> ModelConfig:
     """ModelConfig of a Google BERT size ('tiny' ... 'large') with field overrides."""
     if size not in SIZES:

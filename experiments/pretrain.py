@@ -16,7 +16,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow is impor
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from bert_jax.config import ConfigError
 
 try:
     _CONFIG = config_flags.DEFINE_config_file(
@@ -51,17 +50,15 @@ def main(argv):
     import tensorflow_datasets as tfds
 
     tfds.display_progress_bar(False)  # its nested bars garble logs; we print our own lines
-    from bert_jax.training.loop import train_and_evaluate
+    from bert_jax.training.loop import USER_ERRORS, train_and_evaluate
 
     config = _CONFIG.value
     workdir = _WORKDIR.value or os.path.join(
         "runs", os.path.splitext(os.path.basename(config_flags.get_config_filename(
             flags.FLAGS["config"])))[0])
-    from bert_jax.data import DataError
-    from bert_jax.training.loop import NonFiniteError
     try:
         train_and_evaluate(config, workdir)
-    except (ConfigError, DataError, FileNotFoundError, NonFiniteError) as err:
+    except USER_ERRORS as err:
         sys.exit(f"error: {err}")
 
 

@@ -52,6 +52,9 @@ _LETTER = re.compile(r"[A-Za-z]")
 _EMPTY_ID = "<empty split>"
 
 
+MAX_LINE_BYTES = 1_000_000  # A "sentence" line longer than this is unsplit text.
+
+
 def is_validation(doc_id: str) -> bool:
     """Stable split rule: the same id always lands in the same split, on any machine."""
     h = int.from_bytes(hashlib.sha256(doc_id.encode("utf-8")).digest()[:8], "big")
@@ -203,13 +206,21 @@ def text_file_documents(path: str, name: str | None = None) -> Iterator[tuple[st
     the whole corpus elsewhere keeps the same split.
 
     Non-blank lines are sentences (whitespace collapsed); runs of blank lines separate documents.
-    Bytes that are not UTF-8 raise a ValueError naming the file and line: silently replacing
-    them would train on mojibake.
+    Bytes that are not UTF-8 raise a DataError naming the file and line: silently replacing
+    them would train on mojibake. So does a line over MAX_LINE_BYTES: it is not a sentence, and
+    BERT's pairing would keep a few hundred of its tokens and silently drop the rest.
     """
     doc, index = [], 0
     name = path if name is None else name
     with open(path, "rb") as f:
         for lineno, raw in enumerate(f, 1):
+            if len(raw) > MAX_LINE_BYTES:
+                raise DataError(
+                    f"{path}, line {lineno}: {len(raw):,} bytes in one line. In this format a "
+                    f"line is one sentence (rows hold a few hundred tokens), so a line over "
+                    f"{MAX_LINE_BYTES:,} bytes is text that was never split into sentences; "
+                    "split it (one sentence per line, a blank line between documents) or "
+                    "remove the file from data.text_files.")
             try:
                 line = " ".join(raw.decode("utf-8").split())
             except UnicodeDecodeError as e:

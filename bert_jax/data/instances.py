@@ -225,6 +225,31 @@ def create_instances(c: TokenizedCorpus, *, max_seq_len: int, short_seq_prob: fl
     return {k: arrays[k][perm] for k in KEYS}
 
 
+def check_nsp_corpus(c: TokenizedCorpus, corpus: str, split: str) -> None:
+    """Refuses a corpus on which NSP would be degenerate (one label only, or no pairs).
+
+    "Actually next" pairs need a document of >= 2 sentences; "random next" pairs need a second
+    document. Without either, every NSP label would be the same and the head would learn
+    nothing, so this is an error rather than a silently useless run. (The held-out split may
+    be a single document: it is only scored, so it needs just the first condition.)
+    """
+    if c.num_docs == 0:
+        return  # create_instances' caller reports an empty split with its own message
+    nsent = np.diff(c.doc_sent)
+    fix = ("Write one sentence per line with a blank line between documents (the google "
+           "format), or set data.nsp=False to train without next-sentence prediction (packed "
+           "rows, as RoBERTa).")
+    if nsent.max() < 2:
+        raise DataError(
+            f"next-sentence prediction needs documents of at least 2 sentences, but all "
+            f"{c.num_docs} documents of the {split!r} split of {corpus} have one sentence, "
+            f"so no pair would be an actual next sentence. {fix}")
+    if split == "train" and c.num_docs < 2:
+        raise DataError(
+            f"next-sentence prediction needs at least 2 documents (random next sentences come "
+            f"from another document), but the {split!r} split of {corpus} has one. {fix}")
+
+
 def _sha256_file(path: str) -> str:
     with open(path, "rb") as f:
         return hashlib.sha256(f.read()).hexdigest()
@@ -256,8 +281,13 @@ def prepare_instances(data_cfg, split: str, seed: int) -> str:
     if os.path.exists(os.path.join(final, "key.json")):
         return final
     t0 = time.time()
+    corpus = tokenize_documents(docs, tok)
+    if data_cfg.nsp:
+        files = f" (data.text_files={list(data_cfg.text_files)})" * (
+            data_cfg.corpus == "text_files")
+        check_nsp_corpus(corpus, f"corpus {data_cfg.corpus!r}{files}", split)
     arrays = create_instances(
-        tokenize_documents(docs, tok), max_seq_len=data_cfg.max_seq_len,
+        corpus, max_seq_len=data_cfg.max_seq_len,
         short_seq_prob=data_cfg.short_seq_prob, dupe_factor=data_cfg.dupe_factor,
         nsp=data_cfg.nsp, seed=seed, cls_id=tok.cls_id, sep_id=tok.sep_id, pad_id=tok.pad_id,
         vocab_size=tok.vocab_size)

@@ -7,11 +7,14 @@ once fully written; async, with `wait()` before exit) and holds three items:
   batch;
 - `meta`: JSON facts used to refuse a checkpoint from another model (the ModelConfig).
 An unreadable newest step (e.g. a half-deleted directory) falls back to the previous one,
-with a warning naming both.
+with a warning naming both. A save that fails (disk full, quota, permissions) raises
+`CheckpointSaveError` when orbax reports it -- at the next save or at `wait`/`close`, since
+writes are asynchronous -- and orbax's atomic commit leaves the steps saved before untouched.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -19,9 +22,17 @@ import os
 import jax
 import orbax.checkpoint as ocp
 
-from bert_jax.config import ConfigError, ModelConfig
+from bert_jax.config import STATE_LAYOUT_FIELDS, ConfigError, ModelConfig
 
 _ITEMS = ("state", "data", "meta")
+
+
+class CheckpointReadError(RuntimeError):
+    """The workdir has checkpoints but none of them can be read."""
+
+
+class CheckpointSaveError(RuntimeError):
+    """A checkpoint could not be written; the message says which steps are still intact."""
 
 
 class Checkpointer:
@@ -47,20 +58,26 @@ class Checkpointer:
         args = ocp.args.Composite(state=ocp.args.StandardSave(_arrays(state)),
                                   data=ocp.args.JsonSave(data_state),
                                   meta=ocp.args.JsonSave(meta))
-        return self._manager.save(int(step), args=args, force=force)
+        with self._reporting_failures():  # also reports an earlier async save's failure
+            return self._manager.save(int(step), args=args, force=force)
 
     def restore(self, state_like, model: ModelConfig):
         """Restores the newest readable step into the structure/shardings of `state_like`.
 
         Returns (state, data_state, step), or None when the directory has no steps. Raises
-        ConfigError when the checkpoint was written for another model architecture.
+        ConfigError when the checkpoint was written for another model architecture, and
+        CheckpointReadError when there are steps but none can be read: starting from scratch
+        would let later saves delete them, and an unreadable step is often a storage hiccup
+        (an unmounted network disk), not a lost one.
         """
         steps = self.all_steps()
+        failures = []
         for i, step in enumerate(reversed(steps)):
             try:
                 meta = self._manager.restore(step, args=ocp.args.Composite(
                     meta=ocp.args.JsonRestore()))["meta"]
             except Exception as err:  # noqa: BLE001 - any unreadable step falls back
+                failures.append((step, err))
                 self._warn_fallback(step, steps[:len(steps) - 1 - i], err)
                 continue
             _check_same_model(meta, model, self.directory, step)
@@ -69,25 +86,53 @@ class Checkpointer:
                 restored = self._manager.restore(step, args=ocp.args.Composite(
                     state=ocp.args.StandardRestore(target), data=ocp.args.JsonRestore()))
             except Exception as err:  # noqa: BLE001
+                failures.append((step, err))
                 self._warn_fallback(step, steps[:len(steps) - 1 - i], err)
                 continue
             state = state_like.replace(**restored["state"])
             return state, restored["data"], step
+        if failures:
+            detail = "; ".join(f"step {s}: {type(e).__name__}: {str(e)[:150]}"
+                               for s, e in failures[:3])
+            raise CheckpointReadError(
+                f"none of the checkpoints in {self.directory} (steps "
+                f"{', '.join(map(str, steps))}) can be read ({detail}). Nothing was changed. "
+                "If their storage is reachable and they are damaged for good, move that "
+                "directory away to start from scratch, or use a new --workdir.")
         return None
 
     def wait(self):
-        self._manager.wait_until_finished()
+        with self._reporting_failures():
+            self._manager.wait_until_finished()
 
     def close(self):
-        self._manager.wait_until_finished()
-        self._manager.close()
+        try:
+            self.wait()
+        finally:
+            self._manager.close()
+
+    @contextlib.contextmanager
+    def _reporting_failures(self):
+        try:
+            yield
+        except Exception as err:  # noqa: BLE001 - whatever the storage layer raised
+            # Orbax writes each step to a temporary directory and renames it when complete,
+            # so the failed step never shows up as a step and the earlier ones are untouched.
+            steps = self.all_steps()
+            kept = (f"the steps saved before ({', '.join(map(str, steps))}) are intact"
+                    if steps else "no earlier step was saved")
+            resume = (f"to resume from step {steps[-1]}" if steps else "to start again")
+            raise CheckpointSaveError(
+                f"could not save a checkpoint in {self.directory} ({type(err).__name__}: "
+                f"{str(err)[:300]}); {kept}. Free disk space (or move the workdir) and run the "
+                f"same command again {resume}.") from err
 
     def _warn_fallback(self, step, earlier, err):
         nxt = earlier[-1] if earlier else None
         logging.warning("checkpoint step %d in %s is unreadable (%s: %s); %s", step,
                         self.directory, type(err).__name__, str(err)[:200],
                         f"falling back to step {nxt}" if nxt is not None else
-                        "no earlier step: starting from scratch")
+                        "no earlier step")
 
 
 def _arrays(state) -> dict:
@@ -110,11 +155,9 @@ def _global(x):
 def _check_same_model(meta: dict, model: ModelConfig, directory: str, step: int) -> None:
     saved = meta.get("model", {})
     current = dataclasses.asdict(model)
-    # Only fields that change parameter shapes or meaning make a checkpoint unusable;
-    # dropout, dtypes and remat may differ between runs of one model.
-    shape_fields = ("vocab_size", "hidden_size", "num_layers", "num_heads",
-                    "intermediate_size", "max_position_embeddings", "type_vocab_size",
-                    "scan_layers", "next_sentence", "pooler", "mlm_head")
+    # Only fields that change the saved tree make a checkpoint unusable; dropout, dtypes and
+    # remat may differ between runs of one model.
+    shape_fields = STATE_LAYOUT_FIELDS
     # Fields added after a checkpoint was written read as their default.
     defaults = {f.name: f.default for f in dataclasses.fields(ModelConfig)}
     diff = {k: (saved.get(k, defaults[k]), current[k]) for k in shape_fields

@@ -9,6 +9,7 @@ never waits on the step it just dispatched.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -26,7 +27,8 @@ from bert_jax.metrics.progress import ProgressBar
 from bert_jax.metrics.writers import MetricsWriter, write_config
 from bert_jax.modeling.models import BertForPreTraining, init_params
 from bert_jax.training import report
-from bert_jax.training.checkpoint import Checkpointer
+from bert_jax.data import DataError
+from bert_jax.training.checkpoint import CheckpointReadError, CheckpointSaveError, Checkpointer
 from bert_jax.training.optimizer import make_optimizer
 from bert_jax.training.parallel import Parallel
 from bert_jax.training.step import StepConfig, TrainState
@@ -40,6 +42,12 @@ def say(*args) -> None:
 
 class NonFiniteError(RuntimeError):
     """A NaN/Inf loss or gradient under train.nonfinite='stop'."""
+
+
+# Errors caused by the user's input or environment, each with a message that says what, where
+# and how to fix it: the CLI prints them as one line (no traceback) and exits 1.
+USER_ERRORS = (config_lib.ConfigError, DataError, FileNotFoundError, NonFiniteError,
+               CheckpointReadError, CheckpointSaveError)
 
 
 class _StopRequest:
@@ -98,6 +106,50 @@ class Evaluator:
         return out
 
 
+# Fields that may change when a run resumes: when and where things are written and how the
+# run is mapped onto devices, plus num_steps (extending a run; its learning-rate schedule then
+# decays to the new end). Any other change would silently continue one experiment as another.
+RESUME_MAY_CHANGE = frozenset({
+    "train.num_steps", "train.log_every", "train.eval_every", "train.eval_batches",
+    "train.eval_batch_size", "train.checkpoint_every", "train.max_to_keep", "train.plots",
+    "train.fill_in_examples", "train.nonfinite", "train.init_from", "train.parallel",
+    "data.tfds_data_dir", "data.cache_dir", "data.worker_count", "model.remat",
+})
+def _flat(tree, prefix=""):
+    out = {}
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def check_resume_config(config, workdir: str) -> None:
+    """Refuses to resume a workdir's checkpoint under a config that differs from the saved
+    `config.json` in anything but RESUME_MAY_CHANGE; the message lists every difference."""
+    path = os.path.join(workdir, "config.json")
+    if not os.path.exists(path):
+        return  # a workdir from elsewhere; the checkpoint's own model check still applies
+    with open(path) as f:
+        saved = _flat(json.load(f))
+    current = _flat(json.loads(json.dumps(config.to_dict(), default=str)))
+    changed = sorted(k for k in set(saved) | set(current)
+                     if k not in RESUME_MAY_CHANGE and saved.get(k) != current.get(k))
+    if not changed:
+        return
+    detail = "; ".join(f"{k}: saved {saved.get(k, '(absent)')!r}, now "
+                       f"{current.get(k, '(absent)')!r}" for k in changed[:8])
+    detail += f"; and {len(changed) - 8} more" if len(changed) > 8 else ""
+    what = ("belongs to another model" if any(k.split(".", 1)[1] in config_lib.STATE_LAYOUT_FIELDS
+                                               for k in changed if k.startswith("model."))
+            else "was written under a different config")
+    raise config_lib.ConfigError(
+        f"the checkpoint in {workdir} {what} ({detail}). Resuming continues the saved run "
+        f"exactly, so only {', '.join(sorted(RESUME_MAY_CHANGE))} may change. Use a new "
+        "--workdir for a new experiment, or set these fields back.")
+
+
 def train_and_evaluate(config, workdir: str) -> dict[str, float]:
     """Pretrains per `config`, writing everything under `workdir`; returns final eval metrics."""
     t_start = time.time()
@@ -105,19 +157,21 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
     process_index, process_count = jax.process_index(), jax.process_count()
     tc = config.train
     # Everything that can be checked without compiling is checked first.
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise config_lib.ConfigError(f"--workdir {workdir} is a file, not a directory; "
+                                     "pass a directory (it is created if missing).")
+    if tc.init_from and not os.path.exists(os.path.expanduser(tc.init_from)):
+        raise config_lib.ConfigError(
+            f"train.init_from={tc.init_from!r} does not exist; give a Hugging Face directory, "
+            "a Google TF checkpoint prefix (model.ckpt-N) or a bert_jax workdir/export.")
     tokenizer = load_tokenizer(config.data.vocab_path, config.data.lowercase)
     model_cfg = config_lib.validate(config, num_devices=jax.device_count(),
                                     process_count=process_count,
                                     tokenizer_vocab_size=tokenizer.vocab_size)
     step_cfg = StepConfig(model=model_cfg, masking=masking_config(config, tokenizer))
-    par = Parallel(tc.parallel, step_cfg)
     checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), max_to_keep=tc.max_to_keep)
-    os.makedirs(workdir, exist_ok=True)
-    if process_index == 0:
-        write_config(workdir, config.to_dict())
-        for sub in ("tensorboard", "plots"):
-            os.makedirs(os.path.join(workdir, sub), exist_ok=True)
-
+    if checkpointer.latest_step() is not None:  # before config.json is overwritten
+        check_resume_config(config, workdir)
     say(f"bert_jax: {model_cfg.num_layers} layers, hidden {model_cfg.hidden_size}, vocab "
         f"{model_cfg.vocab_size}; {jax.device_count()} {jax.devices()[0].platform} device(s), "
         f"backend {tc.parallel}; workdir {workdir}")
@@ -127,6 +181,13 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
     eval_batches = make_eval_batches(config.data, seed=config.seed, batch_size=eval_bs,
                                      num_batches=tc.eval_batches,
                                      process_index=process_index, process_count=process_count)
+    # The inputs are good: from here on the run builds, compiles and writes.
+    par = Parallel(tc.parallel, step_cfg)
+    os.makedirs(workdir, exist_ok=True)
+    if process_index == 0:
+        write_config(workdir, config.to_dict())
+        for sub in ("tensorboard", "plots"):
+            os.makedirs(os.path.join(workdir, sub), exist_ok=True)
 
     root = jax.random.key(config.seed)
     param_key, run_key = jax.random.split(root)
