@@ -136,9 +136,9 @@ def _pair_spans(c: TokenizedCorpus, max_seq_len, short_seq_prob, rng, out, sop: 
                     if n == 1:  # One sentence: cut it in two (module docstring).
                         a1 = a0 + int(rng.integers(1, b1 - a0)) if b1 - a0 >= 2 else a0
                     if a1 > a0:
-                        spans = (a1, b1, a0, a1) if rng.random() < 0.5 else (a0, a1, a1, b1)
-                        out.append(_truncate_pair(*spans, max_tokens, rng)
-                                   + (int(spans[0] != a0),))
+                        swap = rng.random() < 0.5  # Label 1: B A instead of A B.
+                        spans = (a1, b1, a0, a1) if swap else (a0, a1, a1, b1)
+                        out.append(_truncate_pair(*spans, max_tokens, rng) + (int(swap),))
                     i, chunk = i + 1, i + 1
                     continue
                 random_next = n == 1 or rng.random() < 0.5
