@@ -217,9 +217,11 @@ def _from_tokenizer_json(path: str, spec: dict, kind: str, lowercase: bool) -> T
 
 
 def detect_kind(path: str) -> str:
-    """The kind of a vocabulary file: a `.txt` is WordPiece, a tokenizer.json says its model."""
-    if path.endswith(".txt"):
-        return "wordpiece"
+    """The kind of a vocabulary file: a tokenizer.json (a JSON object) says its model; any
+    other file is a Google vocab.txt (WordPiece), whatever its name."""
+    with open(path, "rb") as f:
+        if f.read(64).lstrip()[:1] != b"{":
+            return "wordpiece"
     kind = _HF_MODEL_TYPE[_read_tokenizer_json(path)["model"]["type"]]
     if kind == "wordpiece":
         raise DataError(f"{path}: a WordPiece tokenizer.json is not read directly; give its "

@@ -172,6 +172,9 @@ def test_kind_and_case_mismatches(tmp_path):
         tokenizer_lib.load_tokenizer(tokenizer_lib.DEFAULT_PATHS["bpe"], lowercase=True)
     with pytest.raises(ValueError, match="set data.lowercase=True"):
         tokenizer_lib.load_tokenizer(tokenizer_lib.DEFAULT_PATHS["unigram"], lowercase=False)
+    renamed = tmp_path / "vocab.bert"  # A vocab.txt under another name is still one.
+    renamed.write_bytes(open(tokenizer_lib.DEFAULT_VOCAB_PATH, "rb").read())
+    assert tokenizer_lib.load_tokenizer(str(renamed)).kind == "wordpiece"
     bad = tmp_path / "tokenizer.json"
     bad.write_text("{not json")
     with pytest.raises(ValueError, match="not a HF tokenizer.json"):
