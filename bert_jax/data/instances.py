@@ -1,30 +1,45 @@
-"""Pretraining instances: NSP sentence pairs (BERT) or packed single segments (RoBERTa).
+"""Pretraining instances: sentence pairs with NSP or SOP labels (BERT, ALBERT) or packed single
+segments (RoBERTa's FULL-SENTENCES / DOC-SENTENCES).
 
-The NSP algorithm is google-research/bert's `create_pretraining_data`, re-expressed on token
+The pair algorithm is google-research/bert's `create_pretraining_data`, re-expressed on token
 spans: the corpus is one flat token array, sentences and documents are offsets into it, so a
 segment (consecutive sentences) is a `[start, end)` span and truncation moves its ends.
 
 Per document and pass: target length = L-3, or with prob `short_seq_prob` uniform in
 [2, L-3]; sentences accumulate into a chunk until the target is reached or the document ends;
-segment A = the first `a_end` sentences of the chunk (`a_end` uniform in [1, len-1]); B is, with
-prob 1/2 (always for a one-sentence chunk), sentences from a random start in a random *other*
-document up to the remaining length (`next_sentence_label` = 1, the unused chunk sentences go
-back), else the rest of the chunk (label 0). The pair is cut to L-3 tokens by removing one
-token at a time from the longer segment, front or back at random. `dupe_factor` passes with
-fresh randomness give different segmentations. Instances are shuffled once at the end.
+segment A = the first `a_end` sentences of the chunk (`a_end` uniform in [1, len-1]). The pair
+is cut to L-3 tokens by removing one token at a time from the longer segment, front or back at
+random. `dupe_factor` passes with fresh randomness give different segmentations. Instances
+are shuffled once at the end. Then, per `sentence_task`:
 
-`nsp=False`: documents (in a fresh random order per pass, a [SEP] between documents) are packed
-into `[CLS] X [SEP]` rows up to L-2 tokens, cut at sentence ends (mid-sentence only when one
-sentence alone is longer than the row); label 0.
+- "nsp" (BERT): B is, with prob 1/2 (always for a one-sentence chunk), sentences from a
+  random start in a random *other* document up to the remaining length (label 1, the unused
+  chunk sentences go back), else the rest of the chunk (label 0).
+- "sop" (ALBERT's sentence-order prediction): B is the rest of the chunk, and with prob 1/2
+  A and B are swapped (label 1 = swapped, 0 = in order), as google-research/albert does with
+  `sentence_order_prediction`. A one-sentence chunk is cut inside the sentence at a uniform
+  token position instead (a one-token sentence gives no instance): ALBERT's code pairs it with
+  a random other document labelled 1, which mixes NSP's topic cue into SOP and breaks the
+  paper's definition (both segments from the same document, only the order differs).
+- "none": documents (in a fresh random order per pass) are packed into `[CLS] X [SEP]` rows of
+  up to L-2 tokens, cut at sentence ends (mid-sentence only when one sentence alone is longer
+  than the row); label 0. `packing` = "full_sentences" (RoBERTa's FULL-SENTENCES): rows run
+  on across documents with a [SEP] between two documents; "doc_sentences" (DOC-SENTENCES): a
+  row also ends where its document ends, so rows near a document's end are shorter.
+
+With the BPE and Unigram tokenizers the roles [CLS]/[SEP]/[PAD] are played by <s>/</s>/<pad>
+(RoBERTa) or ALBERT's [CLS]/[SEP]/<pad>: everything here uses the ids the tokenizer gives.
 
 Arrays (N instances, L = max_seq_len), all fixed shape, padding after `length`:
   input_ids       [N, L] uint16 (int32 if vocab > 65536)   [CLS] A [SEP] B [SEP] pad...
   length          [N]    int32  number of real tokens (attention mask = arange(L) < length)
   token_type_ids  [N, L] uint8  0 on [CLS] A [SEP], 1 on B [SEP], 0 on padding
-  next_sentence_label [N] uint8 0 = actual next, 1 = random next
-  word_start      [N, L] uint8  1 at word starts, specials and the first piece of A and of B
-                                (after front truncation it may be a "##" piece: it starts the
-                                segment's first whole-word group), 0 at "##" pieces and padding
+  next_sentence_label [N] uint8 nsp: 0 = actual next, 1 = random next; sop: 0 = in order,
+                                1 = swapped; none: 0
+  word_start      [N, L] uint8  1 at word starts (the tokenizer's: not "##", "Ġ" or "▁"
+                                pieces), specials and the first piece of A and of B (after
+                                front truncation it may be a continuation piece: it starts the
+                                segment's first whole-word group), 0 elsewhere and on padding
 """
 from __future__ import annotations
 
@@ -44,8 +59,10 @@ from bert_jax.data import corpora
 from bert_jax.data import tokenizer as tokenizer_lib
 from bert_jax.data import DataError
 
-INSTANCES_VERSION = 1  # Bump when the algorithm or the array layout changes.
+INSTANCES_VERSION = 2  # Bump when the algorithm or the array layout changes.
 KEYS = ("input_ids", "length", "token_type_ids", "next_sentence_label", "word_start")
+SENTENCE_TASKS = ("nsp", "sop", "none")
+PACKINGS = ("full_sentences", "doc_sentences")
 _FILL_ROWS = 16384  # Rows filled per vectorized chunk: bounds the [rows, L] int64 temporaries.
 
 
@@ -99,8 +116,8 @@ def _truncate_pair(a0, a1, b0, b1, max_tokens, rng):
     return a0, a1, b0, b1
 
 
-def _nsp_spans(c: TokenizedCorpus, max_seq_len, short_seq_prob, rng, out):
-    """Appends (a0, a1, b0, b1, is_random_next) per instance of one pass to `out`."""
+def _pair_spans(c: TokenizedCorpus, max_seq_len, short_seq_prob, rng, out, sop: bool):
+    """Appends (a0, a1, b0, b1, label) per instance of one NSP or SOP pass to `out`."""
     max_tokens = max_seq_len - 3
     # Python lists: scalar indexing is several times faster than on numpy arrays.
     off, ds = c.sent_off.tolist(), c.doc_sent.tolist()
@@ -114,6 +131,16 @@ def _nsp_spans(c: TokenizedCorpus, max_seq_len, short_seq_prob, rng, out):
             if i == s_end - 1 or off[i + 1] - off[chunk] >= target:
                 n = i - chunk + 1
                 a_end = chunk + (int(rng.integers(1, n)) if n >= 2 else 1)
+                if sop:
+                    a0, a1, b1 = off[chunk], off[a_end], off[i + 1]
+                    if n == 1:  # One sentence: cut it in two (module docstring).
+                        a1 = a0 + int(rng.integers(1, b1 - a0)) if b1 - a0 >= 2 else a0
+                    if a1 > a0:
+                        swap = rng.random() < 0.5  # Label 1: B A instead of A B.
+                        spans = (a1, b1, a0, a1) if swap else (a0, a1, a1, b1)
+                        out.append(_truncate_pair(*spans, max_tokens, rng) + (int(swap),))
+                    i, chunk = i + 1, i + 1
+                    continue
                 random_next = n == 1 or rng.random() < 0.5
                 if random_next and c.num_docs < 2:  # No other document to draw from.
                     if n == 1:
@@ -138,8 +165,9 @@ def _nsp_spans(c: TokenizedCorpus, max_seq_len, short_seq_prob, rng, out):
             i += 1
 
 
-def _packed_pass(c: TokenizedCorpus, max_seq_len, short_seq_prob, sep_id, rng):
-    """One nsp=False pass: (stream tokens, stream word_start, spans) over a shuffled order."""
+def _packed_pass(c: TokenizedCorpus, max_seq_len, short_seq_prob, sep_id, rng,
+                 cross_documents: bool):
+    """One packed pass: (stream tokens, stream word_start, spans) over a shuffled order."""
     order = rng.permutation(c.num_docs)
     sep = len(c.tokens)  # Index of a [SEP] appended to the token array.
     tok_x = np.append(c.tokens, sep_id)
@@ -152,6 +180,7 @@ def _packed_pass(c: TokenizedCorpus, max_seq_len, short_seq_prob, sep_id, rng):
     idx = np.concatenate(pieces).astype(np.int64) if pieces else np.zeros(0, np.int64)
     bounds = np.concatenate([[0], np.cumsum(np.concatenate(units))]) if units else np.zeros(1)
     stream, is_sep = tok_x[idx], idx == sep
+    doc_ends = np.flatnonzero(is_sep)  # Every document is followed by its separator.
     spans, pos, total = [], 0, len(idx)
     while pos < total:
         if is_sep[pos]:  # Never start a row with the document separator.
@@ -163,6 +192,8 @@ def _packed_pass(c: TokenizedCorpus, max_seq_len, short_seq_prob, sep_id, rng):
         k = int(np.searchsorted(bounds, pos + target, side="right")) - 1
         end = int(bounds[k]) if bounds[k] > pos else pos + target  # Cut mid-sentence if must.
         end = min(end, total)
+        if not cross_documents:  # DOC-SENTENCES: stop where this document ends.
+            end = min(end, int(doc_ends[np.searchsorted(doc_ends, pos)]))
         if is_sep[end - 1] and end - 1 > pos:  # The row's own final [SEP] closes it.
             end -= 1
         spans.append((pos, end, 0, 0, 0))
@@ -202,22 +233,29 @@ def _fill(tokens, word_start, spans, *, max_seq_len, cls_id, sep_id, pad_id, id_
 
 
 def create_instances(c: TokenizedCorpus, *, max_seq_len: int, short_seq_prob: float,
-                     dupe_factor: int, nsp: bool, seed: int, cls_id: int, sep_id: int,
-                     pad_id: int, vocab_size: int) -> dict[str, np.ndarray]:
-    """All instances of `dupe_factor` passes over `c`, shuffled; see the module docstring."""
+                     dupe_factor: int, sentence_task: str, seed: int, cls_id: int, sep_id: int,
+                     pad_id: int, vocab_size: int,
+                     packing: str = "full_sentences") -> dict[str, np.ndarray]:
+    """All instances of `dupe_factor` passes over `c`, shuffled; see the module docstring.
+
+    `sentence_task` in SENTENCE_TASKS; `packing` in PACKINGS (used when it is "none").
+    """
+    _check_choice("data.sentence_task", sentence_task, SENTENCE_TASKS)
+    _check_choice("data.packing", packing, PACKINGS)
     if max_seq_len < 5:
         raise DataError(
             f"data.max_seq_len={max_seq_len}: need at least 5 ([CLS] a [SEP] b [SEP]).")
     rng = np.random.default_rng(seed)
     fill = dict(max_seq_len=max_seq_len, cls_id=cls_id, sep_id=sep_id, pad_id=pad_id,
                 id_dtype=np.uint16 if vocab_size <= 65536 else np.int32)
-    if nsp:
+    if sentence_task != "none":
         spans = []
         for _ in range(dupe_factor):
-            _nsp_spans(c, max_seq_len, short_seq_prob, rng, spans)
+            _pair_spans(c, max_seq_len, short_seq_prob, rng, spans, sop=sentence_task == "sop")
         arrays = _fill(c.tokens, c.word_start, spans, **fill)
     else:
-        parts = [_fill(*_packed_pass(c, max_seq_len, short_seq_prob, sep_id, rng), **fill)
+        cross = packing == "full_sentences"
+        parts = [_fill(*_packed_pass(c, max_seq_len, short_seq_prob, sep_id, rng, cross), **fill)
                  for _ in range(dupe_factor)]
         arrays = {k: np.concatenate([p[k] for p in parts]) for k in KEYS} if parts else (
             _fill(c.tokens, c.word_start, [], **fill))
@@ -250,17 +288,39 @@ def check_nsp_corpus(c: TokenizedCorpus, corpus: str, split: str) -> None:
             f"from another document), but the {split!r} split of {corpus} has one. {fix}")
 
 
-def _sha256_file(path: str) -> str:
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
+def _check_choice(field: str, value, choices) -> None:
+    if value not in choices:
+        raise DataError(f"{field}={value!r}: must be one of {choices}.")
 
 
-def cache_key(data_cfg, docs_identity: str, split: str, seed: int) -> dict:
+def sentence_task(data_cfg) -> str:
+    """The sentence task `data_cfg` asks for: "nsp", "sop" or "none".
+
+    `data.nsp` stays the on/off switch of the sentence-level task (config validation reads it
+    to check the model's sentence head); `data.sentence_task` picks which. nsp=False with the
+    default sentence_task="nsp" is "none", as before sentence_task existed.
+    """
+    task = data_cfg.sentence_task
+    _check_choice("data.sentence_task", task, SENTENCE_TASKS)
+    _check_choice("data.packing", data_cfg.packing, PACKINGS)
+    if not data_cfg.nsp and task == "sop":
+        raise DataError("data.sentence_task='sop' but data.nsp=False (no sentence-level task); "
+                        "set data.nsp=True for SOP, or data.sentence_task='none' for packing.")
+    if data_cfg.nsp and task == "none":
+        raise DataError("data.sentence_task='none' but data.nsp=True, which also asks the model "
+                        "for a sentence head; set data.nsp=False as well.")
+    return task if data_cfg.nsp else "none"
+
+
+def cache_key(data_cfg, tok: tokenizer_lib.Tokenizer, docs_identity: str, split: str,
+              seed: int) -> dict:
     """Everything the arrays depend on; its hash names the cache directory."""
+    task = sentence_task(data_cfg)
     return {"version": INSTANCES_VERSION, "corpus": docs_identity, "split": split,
-            "vocab_sha256": _sha256_file(data_cfg.vocab_path), "lowercase": data_cfg.lowercase,
+            "tokenizer": tok.identity, "lowercase": tok.lowercase,
             "max_seq_len": data_cfg.max_seq_len, "short_seq_prob": data_cfg.short_seq_prob,
-            "dupe_factor": data_cfg.dupe_factor, "nsp": data_cfg.nsp, "seed": seed}
+            "dupe_factor": data_cfg.dupe_factor, "sentence_task": task,
+            "packing": data_cfg.packing if task == "none" else None, "seed": seed}
 
 
 def prepare_instances(data_cfg, split: str, seed: int) -> str:
@@ -271,9 +331,11 @@ def prepare_instances(data_cfg, split: str, seed: int) -> str:
     so a crash or a concurrent writer (several hosts sharing the dir) never leaves a
     half-written entry.
     """
-    tok = tokenizer_lib.load_tokenizer(data_cfg.vocab_path, data_cfg.lowercase)
+    tok = tokenizer_lib.load_tokenizer(data_cfg.vocab_path, data_cfg.lowercase,
+                                       kind=data_cfg.tokenizer)
+    task = sentence_task(data_cfg)  # Bad choices fail before the corpus is built.
     docs = corpora.load_documents(data_cfg, split)
-    key = cache_key(data_cfg, docs.identity, split, seed)
+    key = cache_key(data_cfg, tok, docs.identity, split, seed)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
     root = os.path.join(os.path.expanduser(data_cfg.cache_dir or "~/.cache/bert_jax"),
                         "instances")
@@ -282,15 +344,15 @@ def prepare_instances(data_cfg, split: str, seed: int) -> str:
         return final
     t0 = time.time()
     corpus = tokenize_documents(docs, tok)
-    if data_cfg.nsp:
+    if task == "nsp":
         files = f" (data.text_files={list(data_cfg.text_files)})" * (
             data_cfg.corpus == "text_files")
         check_nsp_corpus(corpus, f"corpus {data_cfg.corpus!r}{files}", split)
     arrays = create_instances(
         corpus, max_seq_len=data_cfg.max_seq_len,
         short_seq_prob=data_cfg.short_seq_prob, dupe_factor=data_cfg.dupe_factor,
-        nsp=data_cfg.nsp, seed=seed, cls_id=tok.cls_id, sep_id=tok.sep_id, pad_id=tok.pad_id,
-        vocab_size=tok.vocab_size)
+        sentence_task=task, packing=data_cfg.packing, seed=seed, cls_id=tok.cls_id,
+        sep_id=tok.sep_id, pad_id=tok.pad_id, vocab_size=tok.vocab_size)
     os.makedirs(root, exist_ok=True)
     tmp = tempfile.mkdtemp(dir=root, prefix=f".{digest}.")
     for k, v in arrays.items():

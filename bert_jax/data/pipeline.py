@@ -45,12 +45,19 @@ def default_data_config() -> ml_collections.ConfigDict:
         text_feature="text",      # Text feature of a TFDS corpus.
         tfds_data_dir="",         # Where TFDS builds/reads corpora ("": TFDS's default).
         cache_dir="",             # Instance cache ("": ~/.cache/bert_jax).
-        vocab_path=tokenizer_lib.DEFAULT_VOCAB_PATH,  # Google-format WordPiece vocab.txt.
-        lowercase=True,           # Uncased model: lowercase + strip accents.
+        tokenizer="wordpiece",    # "wordpiece" (BERT) | "bpe" (RoBERTa) | "unigram" (ALBERT).
+        # Vocabulary of that kind: a Google vocab.txt (wordpiece) or a HF tokenizer.json (bpe,
+        # unigram); this project's 8k ones are tokenizer_lib.DEFAULT_PATHS[kind].
+        vocab_path=tokenizer_lib.DEFAULT_VOCAB_PATH,
+        lowercase=True,           # Uncased: lowercase + strip accents (must match a .json's own).
         max_seq_len=128,          # L: tokens per instance incl. [CLS]/[SEP].
         short_seq_prob=0.1,       # Fraction of instances with a random shorter target length.
         dupe_factor=5,            # Passes over the corpus, each with a different segmentation.
-        nsp=True,                 # Sentence pairs + NSP labels (BERT); False: packed (RoBERTa).
+        nsp=True,                 # Sentence pairs with a sentence-level label; False: packed rows.
+        sentence_task="nsp",      # With nsp: "nsp" (BERT, random next) | "sop" (ALBERT, swapped
+                                  # order); "none" needs nsp=False. Label: next_sentence_label.
+        packing="full_sentences",  # Packed rows (nsp=False): "full_sentences" cross documents
+                                  # with a [SEP] between them; "doc_sentences" end at a doc end.
         eval_split="validation",  # Held-out split for make_eval_batches.
         worker_count=0,           # grain worker processes (0: read in this process).
     ))

@@ -1,8 +1,9 @@
-"""Instance creation: layout, NSP statistics, lengths, edge cases, determinism, cache."""
+"""Instance creation: layout, NSP/SOP statistics, packing, lengths, edge cases, cache."""
 import numpy as np
 import pytest
 
 from bert_jax.data import instances
+from bert_jax.data import tokenizer as tokenizer_lib
 
 CLS, SEP, PAD = 2, 3, 0
 KW = dict(cls_id=CLS, sep_id=SEP, pad_id=PAD)
@@ -20,7 +21,7 @@ def synthetic(sent_lens_per_doc):
 
 
 def make(c, **kw):
-    args = dict(max_seq_len=64, short_seq_prob=0.0, dupe_factor=1, nsp=True, seed=0,
+    args = dict(max_seq_len=64, short_seq_prob=0.0, dupe_factor=1, sentence_task="nsp", seed=0,
                 vocab_size=1 << 20, **KW)
     args.update(kw)
     return instances.create_instances(c, **args)
@@ -101,7 +102,7 @@ def test_edge_cases(docs):
 
 def test_packed_single_segments(corpus_docs):
     c = synthetic(corpus_docs)
-    a = make(c, nsp=False, dupe_factor=2)
+    a = make(c, sentence_task="none", dupe_factor=2)
     L = a["length"]
     assert (a["next_sentence_label"] == 0).all() and (a["token_type_ids"] == 0).all()
     assert (a["input_ids"][:, 0] == CLS).all()
@@ -111,6 +112,94 @@ def test_packed_single_segments(corpus_docs):
     assert len(text) >= 2 * len(c.tokens) * 0.99  # Each pass covers (almost) every token once.
     with pytest.raises(ValueError, match="max_seq_len"):
         make(c, max_seq_len=4)
+
+
+def text_order(c, seg_a, seg_b, label):
+    """(first, second) segment in text order, checking both come from one document."""
+    doc_of = lambda t: np.searchsorted(c.sent_off[c.doc_sent], t - 10, side="right") - 1
+    assert doc_of(seg_a[0]) == doc_of(seg_a[-1]) == doc_of(seg_b[0]) == doc_of(seg_b[-1])
+    return (seg_a, seg_b) if label == 0 else (seg_b, seg_a)
+
+
+def test_sop_pairs_are_consecutive_segments(corpus_docs):
+    c = synthetic(corpus_docs)
+    a = make(c, sentence_task="sop", dupe_factor=2, short_seq_prob=0.1)
+    n, labels = len(a["length"]), a["next_sentence_label"]
+    assert n > 600 and 0.45 < labels.mean() < 0.55  # Swapped with prob 1/2.
+    starts = set(c.sent_off[:-1] + 10)
+    untruncated = 0
+    for i in range(n):
+        seg_a, seg_b = segments(a, i)
+        assert (np.diff(seg_a) == 1).all() and (np.diff(seg_b) == 1).all()
+        first, second = text_order(c, seg_a, seg_b, labels[i])
+        assert second[0] > first[-1]  # Label 1: A really comes after B in the document.
+        if len(seg_a) + len(seg_b) < 64 - 3:  # Not truncated: nothing between or around them.
+            untruncated += 1
+            assert second[0] == first[-1] + 1
+            assert first[0] in starts and second[-1] + 1 in starts | {c.sent_off[-1] + 10}
+    assert untruncated > n // 4
+
+
+@pytest.mark.parametrize("docs", [
+    [[5]], [[1]], [[1, 1, 4]], [[6], [2], [1]], [[500], [3, 2], [900, 1]], []])
+def test_sop_edge_cases(docs):
+    c = synthetic(docs)
+    a = make(c, sentence_task="sop", max_seq_len=16, dupe_factor=3, short_seq_prob=0.5)
+    for i in range(len(a["length"])):
+        first, second = text_order(c, *segments(a, i), a["next_sentence_label"][i])
+        assert second[0] > first[-1]
+    if docs == [[5]]:  # One sentence: cut in two, never paired with another document.
+        assert len(a["length"]) == 3
+    if docs == [[1]]:  # One token cannot be cut in two.
+        assert len(a["length"]) == 0
+
+
+def packed_rows(a):
+    """Text of each packed row split at its [SEP]s: a list of lists of token arrays."""
+    rows = []
+    for ids, L in zip(a["input_ids"], a["length"]):
+        assert ids[0] == CLS and ids[L - 1] == SEP and (ids[L:] == PAD).all()
+        text = ids[1:L - 1]
+        rows.append(np.split(text, np.flatnonzero(text == SEP)))
+    return rows
+
+
+@pytest.mark.parametrize("packing", instances.PACKINGS)
+def test_full_and_doc_sentences(corpus_docs, packing):
+    c = synthetic(corpus_docs)
+    a = make(c, sentence_task="none", packing=packing, dupe_factor=2)
+    doc_first = set(c.sent_off[c.doc_sent[:-1]] + 10)
+    doc_last = set(c.sent_off[c.doc_sent[1:]] + 9)
+    crossing, ending = 0, 0
+    for parts in packed_rows(a):
+        for k, part in enumerate(parts):
+            if k:  # Text after a [SEP] inside a row starts a document...
+                assert part[0] == SEP and part[1] in doc_first
+                assert parts[k - 1][-1] in doc_last  # ...and the text before ended one.
+                part = part[1:]
+            assert len(part) and (np.diff(part) == 1).all()  # Contiguous text.
+        crossing += len(parts) > 1
+        ending += parts[-1][-1] in doc_last
+    text = a["input_ids"][a["input_ids"] >= 10]
+    np.testing.assert_array_equal(np.bincount(text - 10), 2)  # Every token once per pass.
+    if packing == "full_sentences":
+        assert crossing > 0.3 * len(a["length"]) and np.median(a["length"]) >= 0.85 * 64
+    else:  # Never across a boundary: every document's end ends a row, in each pass.
+        assert crossing == 0 and ending == 2 * c.num_docs
+        full = make(c, sentence_task="none", packing="full_sentences", dupe_factor=2)
+        assert a["length"].mean() < 0.95 * full["length"].mean()
+
+
+def test_sentence_task_choices(make_cfg):
+    for fields, task in [({}, "nsp"), ({"sentence_task": "sop"}, "sop"),
+                         ({"nsp": False}, "none"), ({"nsp": False, "sentence_task": "none"}, "none")]:
+        assert instances.sentence_task(make_cfg(**fields)) == task
+    for fields, match in [({"sentence_task": "sop", "nsp": False}, "set data.nsp=True"),
+                          ({"sentence_task": "none"}, "set data.nsp=False"),
+                          ({"sentence_task": "mlm"}, r"data.sentence_task='mlm': must be one of"),
+                          ({"nsp": False, "packing": "docs"}, r"data.packing='docs'")]:
+        with pytest.raises(ValueError, match=match):
+            instances.load_instances(make_cfg(**fields), "train", seed=0)
 
 
 def test_load_instances_real_tokens_cache(make_cfg, monkeypatch):
@@ -129,5 +218,10 @@ def test_load_instances_real_tokens_cache(make_cfg, monkeypatch):
     b = instances.load_instances(cfg, "train", seed=0)  # Cached: nothing is recomputed.
     for k in instances.KEYS:
         np.testing.assert_array_equal(a[k], b[k])
-    with pytest.raises(AssertionError, match="cache miss"):  # Any key change is a miss.
-        instances.load_instances(make_cfg(short_seq_prob=0.2), "train", seed=0)
+    for fields in [dict(short_seq_prob=0.2), dict(sentence_task="sop"), dict(nsp=False),
+                   dict(nsp=False, packing="doc_sentences"), dict(lowercase=False),
+                   dict(tokenizer="unigram", vocab_path=tokenizer_lib.DEFAULT_PATHS["unigram"])]:
+        with pytest.raises(AssertionError, match="cache miss"):  # Any key change is a miss...
+            instances.load_instances(make_cfg(**fields), "train", seed=0)
+    # ...but packing only matters for packed rows.
+    instances.load_instances(make_cfg(packing="doc_sentences"), "train", seed=0)

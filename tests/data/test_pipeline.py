@@ -140,3 +140,47 @@ def test_worker_processes_give_the_same_batches(make_cfg, tmp_path):
                                       seed=0, global_batch_size=4)
     assert_same(take(it, 3), a)
     json.dumps(it.get_state())
+
+
+@pytest.mark.parametrize("kind,fields", [
+    ("wordpiece", dict(sentence_task="sop")),
+    ("bpe", dict(nsp=False, packing="full_sentences")),
+    ("bpe", dict(nsp=False, packing="doc_sentences")),
+    ("unigram", dict(sentence_task="sop")),
+    ("unigram", dict(sentence_task="nsp")),
+])
+def test_every_tokenizer_and_task(make_cfg, kind, fields):
+    from bert_jax.data import tokenizer as tokenizer_lib
+    lowercase = kind != "bpe"
+    tok = tokenizer_lib.load_tokenizer(tokenizer_lib.DEFAULT_PATHS[kind], lowercase)
+    cfg = make_cfg(tokenizer=kind, vocab_path=tokenizer_lib.DEFAULT_PATHS[kind],
+                   lowercase=lowercase, **fields)
+    b = next(pipeline.make_train_iterator(cfg, seed=0, global_batch_size=64))
+    assert set(b) == {"input_ids", "attention_mask", "token_type_ids", "next_sentence_label",
+                      "word_start"}
+    assert all(type(v) is np.ndarray and v.dtype == np.int32 for v in b.values())
+    assert b["input_ids"].shape == b["word_start"].shape == (64, 32)
+    ids, real = b["input_ids"], b["attention_mask"].astype(bool)
+    length = real.sum(1)
+    assert (ids[:, 0] == tok.cls_id).all() and (ids[np.arange(64), length - 1] == tok.sep_id).all()
+    assert (ids[~real] == tok.pad_id).all() and not (ids[real] == tok.pad_id).any()
+    assert not np.isin(ids[:, 1:][real[:, 1:]], [tok.cls_id, tok.mask_id, tok.unk_id]).any()
+    seps = (ids == tok.sep_id).sum(1)
+    if fields.get("nsp", True):  # [CLS] A [SEP] B [SEP]; about half the labels are 1.
+        assert (seps == 2).all() and 0.2 < b["next_sentence_label"].mean() < 0.8
+        assert b["token_type_ids"].any()
+    else:  # One segment; a [SEP] inside only between documents, with full_sentences.
+        assert (b["next_sentence_label"] == 0).all() and not b["token_type_ids"].any()
+        assert (seps > 1).any() == (fields["packing"] == "full_sentences")
+    # word_start: the tokenizer's marker, plus specials and each segment's first piece.
+    marker = {"wordpiece": lambda t: not t.startswith("##"), "bpe": lambda t: t[0] == "Ġ",
+              "unigram": lambda t: t[0] == "▁"}[kind]
+    for r in range(64):
+        for j in range(length[r]):
+            token = tok.id_to_token(ids[r, j])
+            first = j > 0 and ids[r, j - 1] in (tok.cls_id, tok.sep_id)
+            expected = int(ids[r, j] in tok.special_ids or marker(token) or first)
+            assert b["word_start"][r, j] == expected, (r, j, token)
+        assert not b["word_start"][r, length[r]:].any()
+    if kind != "wordpiece":  # The corpus is whole words of the WordPiece vocab; others split some.
+        assert 0.3 < b["word_start"][real].mean() < 0.95
