@@ -162,7 +162,9 @@ def default_pretrain_config() -> ml_collections.ConfigDict:
     c.train.learning_rate = 1e-4        # peak learning rate
     c.train.warmup_steps = 10_000       # linear warm-up, then linear decay to end_learning_rate
     c.train.end_learning_rate = 0.0
-    c.train.weight_decay = 0.01         # AdamW; not applied to biases and LayerNorm
+    c.train.optimizer = "adamw"         # "adamw" (BERT, RoBERTa) or "lamb" (ALBERT): see
+                                        # bert_jax/training/optimizer.py
+    c.train.weight_decay = 0.01         # decoupled; not applied to biases and LayerNorm
     c.train.adam_b1 = 0.9
     c.train.adam_b2 = 0.999
     c.train.adam_eps = 1e-6
@@ -205,6 +207,8 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int, process_cou
     if eval_bs % num_devices:
         raise ConfigError(f"train.eval_batch_size ({eval_bs}) must be divisible by the number "
                           f"of devices ({num_devices})")
+    if t.optimizer not in ("adamw", "lamb"):
+        raise ConfigError(f"train.optimizer must be 'adamw' or 'lamb', got {t.optimizer!r}")
     if t.nonfinite not in ("skip", "stop"):
         raise ConfigError(f"train.nonfinite must be 'skip' or 'stop', got {t.nonfinite!r}")
     if t.parallel not in _PARALLEL:

@@ -36,7 +36,8 @@ def step_config(dropout=0.0, **model_overrides):
     return StepConfig(model=model, masking=masking)
 
 
-def train_config(num_steps=20, learning_rate=1e-3):
+def train_config(num_steps=20, learning_rate=1e-3, optimizer="adamw"):
     return ml_collections.ConfigDict(dict(
         learning_rate=learning_rate, warmup_steps=2, num_steps=num_steps, end_learning_rate=0.0,
-        adam_b1=0.9, adam_b2=0.999, adam_eps=1e-6, weight_decay=0.01, max_grad_norm=1.0))
+        adam_b1=0.9, adam_b2=0.999, adam_eps=1e-6, weight_decay=0.01, max_grad_norm=1.0,
+        optimizer=optimizer))

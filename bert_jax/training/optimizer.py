@@ -1,10 +1,25 @@
-"""AdamW with BERT's recipe: linear warm-up, linear decay, global-norm clipping, and no
-weight decay on biases or LayerNorm parameters."""
+"""Optimizers of the BERT family, with BERT's schedule: linear warm-up, linear decay,
+global-norm clipping, and no weight decay on biases or LayerNorm parameters.
+
+`train.optimizer`:
+* "adamw" (BERT, RoBERTa): optax.adamw.
+* "lamb" (ALBERT; You et al. 2019): Adam moments, decoupled weight decay, then each
+  weight's update is rescaled by the trust ratio ||w|| / ||update|| (1 when either is 0), and
+  only then multiplied by the learning rate. As in google-research/bert's and albert's LAMB,
+  biases and LayerNorm parameters get neither weight decay nor the trust ratio. With scanned
+  layers (`encoder/layers/...` stacked on a leading layer axis) the ratio is computed per
+  layer slice, so it is the same number as for the unrolled model's separate weights.
+"""
 
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import optax
+
+OPTIMIZERS = ("adamw", "lamb")
+# Parameters under this path prefix are stacked over layers (nn.scan in modeling/encoder.py).
+_STACKED_PREFIX = ("encoder", "layers")
 
 
 def learning_rate_schedule(train_cfg) -> optax.Schedule:
@@ -25,20 +40,54 @@ def decay_mask(params):
     return jax.tree_util.tree_map_with_path(keep, params)
 
 
-def _adamw_chain(learning_rate, *, b1, b2, eps, weight_decay, max_grad_norm):
+def stacked_mask(params):
+    """True for parameters stacked on a leading layer axis (scanned layers)."""
+    def stacked(path, leaf):
+        names = tuple(getattr(k, "key", str(k)) for k in path)
+        return names[:len(_STACKED_PREFIX)] == _STACKED_PREFIX
+    return jax.tree_util.tree_map_with_path(stacked, params)
+
+
+def scale_by_layerwise_trust_ratio() -> optax.GradientTransformation:
+    """u -> u * ||w|| / ||u|| per weight; for stacked parameters per slice of axis 0."""
+    def init_fn(params):
+        del params
+        return optax.EmptyState()
+
+    def update_fn(updates, state, params):
+        def scale(u, w, stacked):
+            axes = tuple(range(1, u.ndim)) if stacked else None
+            w_norm = jnp.sqrt(jnp.sum(jnp.square(w.astype(jnp.float32)), axes, keepdims=True))
+            u_norm = jnp.sqrt(jnp.sum(jnp.square(u.astype(jnp.float32)), axes, keepdims=True))
+            ratio = jnp.where((w_norm > 0) & (u_norm > 0), w_norm / u_norm, 1.0)
+            return (u * ratio).astype(u.dtype)
+        return jax.tree.map(scale, updates, params, stacked_mask(params)), state
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def _chain(learning_rate, *, name, b1, b2, eps, weight_decay, max_grad_norm):
     parts = []
     if max_grad_norm > 0:
         parts.append(optax.clip_by_global_norm(max_grad_norm))
-    parts.append(optax.adamw(learning_rate, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay,
-                             mask=decay_mask))
+    if name == "adamw":
+        parts.append(optax.adamw(learning_rate, b1=b1, b2=b2, eps=eps,
+                                 weight_decay=weight_decay, mask=decay_mask))
+    elif name == "lamb":
+        parts += [optax.scale_by_adam(b1=b1, b2=b2, eps=eps),
+                  optax.add_decayed_weights(weight_decay, mask=decay_mask),
+                  optax.masked(scale_by_layerwise_trust_ratio(), decay_mask),
+                  optax.scale_by_learning_rate(learning_rate)]
+    else:
+        raise ValueError(f"train.optimizer must be one of {OPTIMIZERS}, got {name!r}")
     return optax.chain(*parts)
 
 
 def make_optimizer(train_cfg) -> optax.GradientTransformation:
     """The optimizer of a run; the learning rate in use is kept in
     `opt_state.hyperparams["learning_rate"]` (inject_hyperparams) so the step can log it."""
-    return optax.inject_hyperparams(_adamw_chain, static_args=(
-        "b1", "b2", "eps", "weight_decay", "max_grad_norm"))(
-            learning_rate=learning_rate_schedule(train_cfg), b1=train_cfg.adam_b1,
-            b2=train_cfg.adam_b2, eps=train_cfg.adam_eps, weight_decay=train_cfg.weight_decay,
-            max_grad_norm=train_cfg.max_grad_norm)
+    return optax.inject_hyperparams(_chain, static_args=(
+        "name", "b1", "b2", "eps", "weight_decay", "max_grad_norm"))(
+            learning_rate=learning_rate_schedule(train_cfg), name=train_cfg.optimizer,
+            b1=train_cfg.adam_b1, b2=train_cfg.adam_b2, eps=train_cfg.adam_eps,
+            weight_decay=train_cfg.weight_decay, max_grad_norm=train_cfg.max_grad_norm)
