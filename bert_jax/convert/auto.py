@@ -8,6 +8,7 @@ Kinds, tried in this order:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import jax
@@ -17,9 +18,11 @@ from bert_jax.convert import google, hf, names, native
 from bert_jax.convert.pretrained import Pretrained
 from bert_jax.modeling.models import BertForPreTraining, init_params
 
-# Fields that fix parameter shapes: a checkpoint fits a run only if all of them agree.
+# Fields that fix parameter shapes or their meaning (where positions start, which modules
+# share parameters): a checkpoint fits a run only if all of them agree.
 SHAPE_FIELDS = ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size",
-                "max_position_embeddings", "type_vocab_size")
+                "max_position_embeddings", "type_vocab_size", "embedding_size", "share_layers",
+                "position_offset")
 # Fields that change the function but not the shapes: a difference is worth a warning.
 _FUNCTION_FIELDS = ("hidden_act", "layer_norm_eps")
 _LOADERS = {"bert_jax": native.load_bert_jax, "hf": hf.load_hf, "google": google.load_google}
@@ -69,8 +72,11 @@ def init_params_from(path: str, model_cfg: ModelConfig, *, rng=None):
             logging.warning("model.%s is %r in the checkpoint at %s but %r in the config; "
                             "the config's value is used", f, getattr(ckpt, f), path,
                             getattr(model_cfg, f))
+    # Canonical names are the checkpoint's family's; the run reads them the same way (the
+    # family only names tensors, the Flax layout does not depend on it).
+    run = dataclasses.replace(model_cfg, family=ckpt.family)
     tensors = names.to_hf(pretrained.params, ckpt)
-    missing = [flag for flag in names.HEADS
+    missing = [flag for flag in names.HEAD_FLAGS
                if getattr(model_cfg, flag) and not getattr(ckpt, flag)]
     if missing:
         if rng is None:
@@ -81,11 +87,11 @@ def init_params_from(path: str, model_cfg: ModelConfig, *, rng=None):
         logging.warning("the checkpoint at %s has no %s; initialising it fresh", path,
                         ", ".join(missing))
         init = jax.jit(init_params, static_argnums=0)  # eager Flax init is slow
-        fresh = names.to_hf(init(BertForPreTraining(model_cfg), rng), model_cfg)
+        fresh = names.to_hf(init(BertForPreTraining(model_cfg), rng), run)
         tensors.update({name: fresh[name] for flag in missing
-                        for _, name, _ in names.HEADS[flag]})
-    wanted = {name for _, name, _ in names.table(model_cfg)}
-    return names.from_hf({k: v for k, v in tensors.items() if k in wanted}, model_cfg)
+                        for _, name, _ in names.head_rows(run.family, flag)})
+    wanted = {name for _, name, _ in names.table(run)}
+    return names.from_hf({k: v for k, v in tensors.items() if k in wanted}, run)
 
 
 def convert(src: str, dst: str, to: str) -> str:
