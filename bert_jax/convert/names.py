@@ -93,39 +93,37 @@ class Layout:
     head_prefixes: tuple  # top-level names of the pretraining heads
 
 
-_POOLER_DENSE = "pooler/dense"
-_NSP = _dense("nsp_head/dense", "cls.seq_relationship")
-_SOP = _dense("sop_head/dense", "sop_classifier.classifier")
+def _layout(base: str, layer: str, block: tuple, pooler: str, mlm: tuple[str, str, str],
+            decoder: str, projection: str, head_prefixes: tuple) -> Layout:
+    """A Layout from the names that differ between families. `mlm` names the MLM head's
+    transform Dense, its LayerNorm and its output bias. NSP and SOP rows are the same in all
+    (only BERT has NSP and only ALBERT SOP in HF; the others keep these names in bert_jax)."""
+    heads = {
+        "pooler": _dense("pooler/dense", pooler),
+        "mlm_head": (*_dense("mlm_head/dense", mlm[0]), *_norm("mlm_head/LayerNorm", mlm[1]),
+                     ("mlm_head/bias", mlm[2], VECTOR)),
+        "next_sentence": _dense("nsp_head/dense", "cls.seq_relationship"),
+        "sentence_order": _dense("sop_head/dense", "sop_classifier.classifier"),
+    }
+    return Layout(base, layer, block, heads, decoder, projection,
+                  head_prefixes + ("cls.", "sop_classifier."))
+
 
 LAYOUTS = {
-    "bert": Layout(
-        base="bert", layer="bert.encoder.layer.{i}.", block=_BERT_BLOCK,
-        heads={"pooler": _dense(_POOLER_DENSE, "bert.pooler.dense"),
-               "mlm_head": (*_dense("mlm_head/dense", "cls.predictions.transform.dense"),
-                            *_norm("mlm_head/LayerNorm", "cls.predictions.transform.LayerNorm"),
-                            ("mlm_head/bias", "cls.predictions.bias", VECTOR)),
-               "next_sentence": _NSP, "sentence_order": _SOP},
-        decoder="cls.predictions.decoder", projection="bert.embeddings.embedding_projection",
-        head_prefixes=("cls.", "sop_classifier.")),
-    "roberta": Layout(
-        base="roberta", layer="roberta.encoder.layer.{i}.", block=_BERT_BLOCK,
-        heads={"pooler": _dense(_POOLER_DENSE, "roberta.pooler.dense"),
-               "mlm_head": (*_dense("mlm_head/dense", "lm_head.dense"),
-                            *_norm("mlm_head/LayerNorm", "lm_head.layer_norm"),
-                            ("mlm_head/bias", "lm_head.bias", VECTOR)),
-               "next_sentence": _NSP, "sentence_order": _SOP},
-        decoder="lm_head.decoder", projection="roberta.embeddings.embedding_projection",
-        head_prefixes=("lm_head.", "cls.", "sop_classifier.")),
-    "albert": Layout(
-        base="albert", layer="albert.encoder.albert_layer_groups.{i}.albert_layers.0.",
-        block=_ALBERT_BLOCK,
-        heads={"pooler": _dense(_POOLER_DENSE, "albert.pooler"),
-               "mlm_head": (*_dense("mlm_head/dense", "predictions.dense"),
-                            *_norm("mlm_head/LayerNorm", "predictions.LayerNorm"),
-                            ("mlm_head/bias", "predictions.bias", VECTOR)),
-               "next_sentence": _NSP, "sentence_order": _SOP},
-        decoder="predictions.decoder", projection="albert.encoder.embedding_hidden_mapping_in",
-        head_prefixes=("predictions.", "sop_classifier.", "cls.")),
+    "bert": _layout("bert", "bert.encoder.layer.{i}.", _BERT_BLOCK, "bert.pooler.dense",
+                    ("cls.predictions.transform.dense", "cls.predictions.transform.LayerNorm",
+                     "cls.predictions.bias"),
+                    "cls.predictions.decoder", "bert.embeddings.embedding_projection", ()),
+    "roberta": _layout("roberta", "roberta.encoder.layer.{i}.", _BERT_BLOCK,
+                       "roberta.pooler.dense", ("lm_head.dense", "lm_head.layer_norm",
+                                                "lm_head.bias"),
+                       "lm_head.decoder", "roberta.embeddings.embedding_projection",
+                       ("lm_head.",)),
+    "albert": _layout("albert", "albert.encoder.albert_layer_groups.{i}.albert_layers.0.",
+                      _ALBERT_BLOCK, "albert.pooler",
+                      ("predictions.dense", "predictions.LayerNorm", "predictions.bias"),
+                      "predictions.decoder", "albert.encoder.embedding_hidden_mapping_in",
+                      ("predictions.",)),
 }
 # The optional modules, by the ModelConfig flag that turns each on.
 HEAD_FLAGS = ("pooler", "mlm_head", "next_sentence", "sentence_order")
