@@ -85,7 +85,7 @@ class Layout:
     """How one family names its tensors in HF checkpoints."""
 
     base: str            # prefix of the encoder: "bert", "roberta", "albert"
-    layer: str           # prefix of layer i's tensors, with {base} and {i}
+    layer: str           # prefix of layer (or ALBERT group) i's tensors, a format with {i}
     block: tuple         # (path under the block, name under the layer prefix, kind)
     heads: dict          # ModelConfig flag -> rows (flax path, canonical name, kind)
     decoder: str         # the MLM decoder (tied to the word table; saved by some versions)
