@@ -1,7 +1,9 @@
 """Model hyper-parameters, the default pretraining config, and validation.
 
-`ModelConfig` is the one frozen description of an encoder; `SIZES` is the table of Google's
-released BERT sizes. `default_pretrain_config()` is the ml_collections tree every pretraining
+`ModelConfig` is the one frozen description of an encoder. BERT, RoBERTa and ALBERT are all
+values of it (one model code, modeling/): `family_config(family, size)` builds them from
+`FAMILY_SIZES` plus each family's fixed choices (`FAMILY_FIELDS`); `SIZES` is the table of
+Google's released BERT sizes. `default_pretrain_config()` is the ml_collections tree every pretraining
 config file starts from: the field names there are the contract of DESIGN.md (`seed`,
 `train.num_steps`, `train.batch_size` (global), `train.log_every`, `train.checkpoint_every`,
 `model.hidden_dropout`, `model.attention_dropout`). `validate()` checks a config against the
@@ -32,6 +34,38 @@ _REMAT = ("none", "full", "dots")
 # Feed-forward activations (modeling/layers.py): "gelu" is the exact erf form (HF's "gelu");
 # "gelu_tanh" the tanh approximation that Google's original BERT used (HF's "gelu_new").
 ACTIVATIONS = ("gelu", "gelu_tanh", "relu", "silu")
+FAMILIES = ("bert", "roberta", "albert")
+# ALBERT's cross-layer parameter sharing (Lan et al. 2019, table 4): which sub-layers of the
+# Transformer block have one set of parameters for all layers.
+SHARE_MODES = ("none", "all", "attention", "ffn")
+
+# Each family's choices that are not BERT's (ModelConfig's defaults are BERT's). Published
+# checkpoints: RoBERTa (Liu et al. 2019; fairseq / HF `roberta-base`) has no NSP, one token
+# type, LayerNorm eps 1e-5 and positions that start after the padding index (so 514 rows
+# for 512 tokens). ALBERT v2 (HF `albert-base-v2`) factorizes the embedding (E = 128),
+# shares all layers, uses the tanh GELU, sentence-order prediction, a 30k vocab, no dropout.
+FAMILY_FIELDS: dict[str, dict[str, Any]] = {
+    "bert": {},
+    "roberta": dict(vocab_size=50265, max_position_embeddings=514, position_offset=2,
+                    type_vocab_size=1, layer_norm_eps=1e-5, next_sentence=False),
+    "albert": dict(vocab_size=30000, embedding_size=128, share_layers="all",
+                   hidden_act="gelu_tanh", next_sentence=False, sentence_order=True,
+                   hidden_dropout=0.0, attention_dropout=0.0),
+}
+
+# family -> size -> (layers, hidden, heads, feed-forward width[, embedding_size]).
+# BERT's are Google's releases; RoBERTa's the two of the paper; ALBERT's table 1 of its paper
+# (base 12M, large 18M, xlarge 60M, xxlarge 235M parameters). "tiny" (2 x 128) is for tests
+# and CPU runs in every family; ALBERT-tiny keeps E < H so the factorization is exercised.
+FAMILY_SIZES: dict[str, dict[str, tuple[int, ...]]] = {
+    "bert": {name: (layers, hidden, hidden // 64, 4 * hidden)
+             for name, (layers, hidden) in SIZES.items()},
+    "roberta": {"tiny": (2, 128, 2, 512), "base": (12, 768, 12, 3072),
+                "large": (24, 1024, 16, 4096)},
+    "albert": {"tiny": (2, 128, 2, 512, 64), "base": (12, 768, 12, 3072),
+               "large": (24, 1024, 16, 4096), "xlarge": (24, 2048, 16, 8192),
+               "xxlarge": (12, 4096, 64, 16384)},
+}
 
 
 class ConfigError(ValueError):
@@ -40,7 +74,11 @@ class ConfigError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    """Hyper-parameters of a BERT encoder and its pretraining heads (hashable, static)."""
+    """Hyper-parameters of a BERT-family encoder and its pretraining heads (hashable, static).
+
+    The defaults are BERT-base. RoBERTa and ALBERT differ only in field values (see
+    FAMILY_FIELDS): the model code reads the fields, never the family name.
+    """
 
     vocab_size: int = 30522
     hidden_size: int = 768
@@ -65,11 +103,38 @@ class ModelConfig:
     # MiniLM has no MLM or NSP head); pretraining needs mlm_head, NSP needs the pooler.
     pooler: bool = True  # tanh(Dense(h_[CLS])) -> pooled_output
     mlm_head: bool = True  # masked-LM head, decoder tied to the word embeddings
-    next_sentence: bool = True  # NSP head on the pooled [CLS] vector
+    next_sentence: bool = True  # NSP head on the pooled [CLS] vector -> `nsp_logits`
+    # ALBERT's sentence-order head: the same 2-way classifier on the pooled vector, its own
+    # parameters (`sop_head`) and output (`sop_logits`). At most one of the two is on.
+    sentence_order: bool = False
+    # Width E of the embedding tables. 0: no factorization, the tables are hidden_size wide.
+    # > 0 (ALBERT): E-wide tables and LayerNorm, then a Dense E -> H (`embedding_projection`;
+    # present even when E == H, as in ALBERT); the MLM head then transforms H -> E and decodes
+    # against the tied E-wide word table.
+    embedding_size: int = 0
+    # Cross-layer parameter sharing, one of SHARE_MODES: "none" (BERT), "all" (ALBERT: one
+    # block's parameters applied num_layers times), "attention" or "ffn" (only that sub-layer,
+    # with its LayerNorm, is shared; ALBERT's ablations). Shared parameters live once under
+    # `encoder/shared/block`, the others per layer as without sharing.
+    share_layers: str = "none"
+    # Index of the first real token's position embedding. 0 (BERT, ALBERT): positions are
+    # 0..L-1 whatever the mask. > 0 (RoBERTa: 2 = padding_idx + 1, fairseq's convention):
+    # real tokens count from the offset in the order they appear (cumsum of the attention
+    # mask) and padded slots take row offset - 1, which is exactly what HF RoBERTa computes
+    # from non-pad ids; max_position_embeddings must cover offset + max sequence length.
+    position_offset: int = 0
+    # Which published architecture this config follows, one of FAMILIES. The model ignores
+    # it; converters use it for the checkpoint layout (HF model_type and tensor names).
+    family: str = "bert"
 
     @property
     def head_dim(self) -> int:
         return self.hidden_size // self.num_heads
+
+    @property
+    def embedding_width(self) -> int:
+        """Width of the embedding tables (E, or H without factorization)."""
+        return self.embedding_size or self.hidden_size
 
     def check(self) -> None:
         """Raises ConfigError for values that cannot build a model."""
@@ -96,32 +161,67 @@ class ModelConfig:
         if self.next_sentence and not self.pooler:
             raise ConfigError("model.next_sentence needs model.pooler (NSP reads the pooled "
                               "[CLS] vector); turn next_sentence off or the pooler on")
+        if self.sentence_order and not self.pooler:
+            raise ConfigError("model.sentence_order needs model.pooler (SOP reads the pooled "
+                              "[CLS] vector); turn sentence_order off or the pooler on")
+        if self.next_sentence and self.sentence_order:
+            raise ConfigError("model.next_sentence (BERT's NSP) and model.sentence_order "
+                              "(ALBERT's SOP) are both on; keep one of them")
+        if self.embedding_size < 0:
+            raise ConfigError(f"model.embedding_size must be >= 0 (0 = hidden_size, no "
+                              f"factorization), got {self.embedding_size}")
+        if self.share_layers not in SHARE_MODES:
+            raise ConfigError(f"model.share_layers must be one of {SHARE_MODES}, got "
+                              f"{self.share_layers!r}")
+        if self.position_offset < 0:
+            raise ConfigError(f"model.position_offset must be >= 0, got {self.position_offset}")
+        if self.max_position_embeddings <= self.position_offset:
+            raise ConfigError(
+                f"model.max_position_embeddings ({self.max_position_embeddings}) must exceed "
+                f"model.position_offset ({self.position_offset}): positions run from the offset "
+                "on (RoBERTa: offset 2 and 514 rows for 512 tokens)")
+        if self.family not in FAMILIES:
+            raise ConfigError(f"model.family must be one of {FAMILIES}, got {self.family!r}")
 
 
 # ModelConfig fields that change parameter shapes: a checkpoint with other values cannot load.
 ARCHITECTURE_FIELDS = ("vocab_size", "hidden_size", "num_layers", "num_heads",
-                       "intermediate_size", "max_position_embeddings", "type_vocab_size")
+                       "intermediate_size", "max_position_embeddings", "type_vocab_size",
+                       "embedding_size", "share_layers", "position_offset")
 # ... plus those that change the tree of a saved train state (which heads exist, scanned or
 # unrolled layers): a run's checkpoint resumes only under equal values of all of these.
-STATE_LAYOUT_FIELDS = ARCHITECTURE_FIELDS + ("scan_layers", "next_sentence", "pooler",
-                                             "mlm_head")
+STATE_LAYOUT_FIELDS = ARCHITECTURE_FIELDS + ("scan_layers", "next_sentence",
+                                             "sentence_order", "pooler", "mlm_head")
 
 
-def model_config_for(size: str, **overrides: Any) -> ModelConfig:
-    """ModelConfig of a Google BERT size ('tiny' ... 'large') with field overrides."""
-    if size not in SIZES:
-        raise ConfigError(f"unknown model size {size!r}; choose one of {sorted(SIZES)}")
-    layers, hidden = SIZES[size]
-    fields = dict(num_layers=layers, hidden_size=hidden, num_heads=hidden // 64,
-                  intermediate_size=4 * hidden)
+def family_config(family: str, size: str, **overrides: Any) -> ModelConfig:
+    """ModelConfig of `family` ("bert", "roberta", "albert") at `size` (FAMILY_SIZES), with
+    field overrides; e.g. family_config("albert", "base", share_layers="none")."""
+    if family not in FAMILY_SIZES:
+        raise ConfigError(f"unknown model family {family!r}; choose one of {FAMILIES}")
+    sizes = FAMILY_SIZES[family]
+    if size not in sizes:
+        raise ConfigError(f"unknown {family} size {size!r}; choose one of {sorted(sizes)}")
+    layers, hidden, heads, ffn, *embedding = sizes[size]
+    fields = dict(FAMILY_FIELDS[family], family=family, num_layers=layers, hidden_size=hidden,
+                  num_heads=heads, intermediate_size=ffn)
+    if embedding:
+        fields["embedding_size"] = embedding[0]
     fields.update(overrides)
     return ModelConfig(**fields)
 
 
-def model_config_dict(size: str, **overrides: Any) -> ml_collections.ConfigDict:
-    """The `model` section of a run config: a size name plus every ModelConfig field."""
+def model_config_for(size: str, **overrides: Any) -> ModelConfig:
+    """ModelConfig of a Google BERT size ('tiny' ... 'large') with field overrides."""
+    return family_config("bert", size, **overrides)
+
+
+def model_config_dict(size: str, family: str = "bert",
+                      **overrides: Any) -> ml_collections.ConfigDict:
+    """The `model` section of a run config: a size name plus every ModelConfig field
+    (`family` among them)."""
     return ml_collections.ConfigDict(
-        dict(size=size, **dataclasses.asdict(model_config_for(size, **overrides))))
+        dict(size=size, **dataclasses.asdict(family_config(family, size, **overrides))))
 
 
 def model_config_from(model_cfg: ml_collections.ConfigDict) -> ModelConfig:
@@ -215,9 +315,10 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int, process_cou
         raise ConfigError(f"train.parallel must be one of {_PARALLEL}, got {t.parallel!r}")
     if t.warmup_steps < 0 or t.learning_rate <= 0:
         raise ConfigError("train.learning_rate must be > 0 and train.warmup_steps >= 0")
-    if d.max_seq_len > model.max_position_embeddings:
+    if d.max_seq_len + model.position_offset > model.max_position_embeddings:
         raise ConfigError(
-            f"data.max_seq_len ({d.max_seq_len}) is longer than model.max_position_embeddings "
+            f"data.max_seq_len ({d.max_seq_len}) plus model.position_offset "
+            f"({model.position_offset}) exceeds model.max_position_embeddings "
             f"({model.max_position_embeddings}); shorten the sequences or add positions")
     if d.max_seq_len < 8:
         raise ConfigError(f"data.max_seq_len must be >= 8, got {d.max_seq_len}")

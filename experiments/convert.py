@@ -1,4 +1,5 @@
-"""Convert a BERT checkpoint between Hugging Face, Google TF and bert_jax formats.
+"""Convert a BERT, RoBERTa or ALBERT checkpoint between Hugging Face, Google TF (BERT) and
+bert_jax formats.
 
     python -m experiments.convert --src PATH --dst DIR --to {bert_jax,hf}
 

@@ -66,3 +66,63 @@ def test_unknown_model_field():
     config.model.hiden_size = 3
     with pytest.raises(ConfigError, match="hiden_size"):
         validate(config, num_devices=1)
+
+
+def test_family_tables():
+    from bert_jax.config import FAMILY_SIZES, ModelConfig, family_config
+
+    # BERT is the defaults, bit for bit: family_config("bert", "base") is ModelConfig().
+    assert family_config("bert", "base") == ModelConfig()
+    roberta = family_config("roberta", "large")
+    assert (roberta.num_layers, roberta.hidden_size, roberta.num_heads, roberta.vocab_size,
+            roberta.max_position_embeddings, roberta.position_offset, roberta.type_vocab_size,
+            roberta.layer_norm_eps, roberta.next_sentence) == (
+        24, 1024, 16, 50265, 514, 2, 1, 1e-5, False)
+    albert = family_config("albert", "xxlarge")
+    assert (albert.num_layers, albert.hidden_size, albert.num_heads, albert.intermediate_size,
+            albert.embedding_size, albert.share_layers, albert.hidden_act,
+            albert.sentence_order, albert.next_sentence) == (
+        12, 4096, 64, 16384, 128, "all", "gelu_tanh", True, False)
+    assert family_config("albert", "tiny").embedding_size == 64
+    assert family_config("albert", "base", share_layers="none").share_layers == "none"
+    for family, sizes in FAMILY_SIZES.items():
+        for size in sizes:
+            family_config(family, size).check()
+    with pytest.raises(ConfigError, match="unknown roberta size 'xlarge'"):
+        family_config("roberta", "xlarge")
+    with pytest.raises(ConfigError, match="unknown model family"):
+        family_config("electra", "base")
+
+
+def test_run_config_of_another_family_validates():
+    from bert_jax.config import model_config_dict
+
+    config = bert_tiny.get_config()
+    config.model = model_config_dict("tiny", family="roberta", vocab_size=8192,
+                                     max_position_embeddings=66)
+    config.data.nsp = False  # RoBERTa has no NSP head
+    model = validate(config, num_devices=1)  # data.max_seq_len 64 + offset 2 <= 66
+    assert (model.family, model.position_offset) == ("roberta", 2)
+    config.model.max_position_embeddings = 65
+    with pytest.raises(ConfigError, match=r"model\.position_offset \(2\)"):
+        validate(config, num_devices=1)
+
+
+@pytest.mark.parametrize("fields,message", [
+    (dict(share_layers="some"), r"model\.share_layers must be one of"),
+    (dict(embedding_size=-1), r"model\.embedding_size must be >= 0"),
+    (dict(position_offset=-1), r"model\.position_offset must be >= 0"),
+    (dict(position_offset=512), r"model\.max_position_embeddings \(512\) must exceed"),
+    (dict(sentence_order=True), r"model\.next_sentence \(BERT's NSP\) and "
+                                r"model\.sentence_order"),
+    (dict(sentence_order=True, next_sentence=False, pooler=False),
+     r"model\.sentence_order needs model\.pooler"),
+    (dict(family="gpt"), r"model\.family must be one of"),
+])
+def test_bad_family_fields_are_named(fields, message):
+    import dataclasses
+
+    from bert_jax.config import ModelConfig
+
+    with pytest.raises(ConfigError, match=message):
+        dataclasses.replace(ModelConfig(), **fields).check()

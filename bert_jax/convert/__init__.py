@@ -1,4 +1,5 @@
-"""Checkpoints in and out: Hugging Face, Google TF and bert_jax's own formats.
+"""Checkpoints in and out: Hugging Face (BERT, RoBERTa, ALBERT), Google TF (BERT) and bert_jax's
+own formats.
 
     from bert_jax.convert import load_hf, save_hf
     pretrained = load_hf("path/to/hf_dir")        # config, model, params, tokenizer

@@ -8,18 +8,18 @@ Kinds, tried in this order:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import jax
 
-from bert_jax.config import ConfigError, ModelConfig
+from bert_jax.config import ARCHITECTURE_FIELDS, ConfigError, ModelConfig
 from bert_jax.convert import google, hf, names, native
 from bert_jax.convert.pretrained import Pretrained
 from bert_jax.modeling.models import BertForPreTraining, init_params
 
-# Fields that fix parameter shapes: a checkpoint fits a run only if all of them agree.
-SHAPE_FIELDS = ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size",
-                "max_position_embeddings", "type_vocab_size")
+# Fields that fix parameter shapes or their meaning (where positions start, which modules
+# share parameters): a checkpoint fits a run only if all of them agree.
 # Fields that change the function but not the shapes: a difference is worth a warning.
 _FUNCTION_FIELDS = ("hidden_act", "layer_norm_eps")
 _LOADERS = {"bert_jax": native.load_bert_jax, "hf": hf.load_hf, "google": google.load_google}
@@ -49,7 +49,7 @@ def load_pretrained(path: str, **overrides) -> Pretrained:
 def init_params_from(path: str, model_cfg: ModelConfig, *, rng=None):
     """Parameters for `BertForPreTraining(model_cfg)` taken from the checkpoint at `path`.
 
-    The checkpoint must agree with `model_cfg` on every field of SHAPE_FIELDS, else a
+    The checkpoint must agree with `model_cfg` on every field of ARCHITECTURE_FIELDS, else a
     ConfigError names each mismatch. The result has `model_cfg`'s layout (scan_layers) and
     param_dtype. Heads the checkpoint has but the run does not use are dropped. Heads the
     run uses but the checkpoint lacks (MiniLM has no MLM head) are freshly initialised from
@@ -58,9 +58,9 @@ def init_params_from(path: str, model_cfg: ModelConfig, *, rng=None):
     pretrained = load_pretrained(path)
     ckpt = pretrained.config
     diff = [f"model.{f}: checkpoint {getattr(ckpt, f)!r} vs config {getattr(model_cfg, f)!r}"
-            for f in SHAPE_FIELDS if getattr(ckpt, f) != getattr(model_cfg, f)]
+            for f in ARCHITECTURE_FIELDS if getattr(ckpt, f) != getattr(model_cfg, f)]
     if diff:
-        fix = " ".join(f"--config.model.{f}={getattr(ckpt, f)}" for f in SHAPE_FIELDS
+        fix = " ".join(f"--config.model.{f}={getattr(ckpt, f)}" for f in ARCHITECTURE_FIELDS
                        if getattr(ckpt, f) != getattr(model_cfg, f))
         raise ConfigError(f"the checkpoint at {path} does not fit the run's model ("
                           f"{'; '.join(diff)}). Set the model to match, e.g. {fix}")
@@ -69,8 +69,11 @@ def init_params_from(path: str, model_cfg: ModelConfig, *, rng=None):
             logging.warning("model.%s is %r in the checkpoint at %s but %r in the config; "
                             "the config's value is used", f, getattr(ckpt, f), path,
                             getattr(model_cfg, f))
+    # Canonical names are the checkpoint's family's; the run reads them the same way (the
+    # family only names tensors, the Flax layout does not depend on it).
+    run = dataclasses.replace(model_cfg, family=ckpt.family)
     tensors = names.to_hf(pretrained.params, ckpt)
-    missing = [flag for flag in names.HEADS
+    missing = [flag for flag in names.HEAD_FLAGS
                if getattr(model_cfg, flag) and not getattr(ckpt, flag)]
     if missing:
         if rng is None:
@@ -81,11 +84,11 @@ def init_params_from(path: str, model_cfg: ModelConfig, *, rng=None):
         logging.warning("the checkpoint at %s has no %s; initialising it fresh", path,
                         ", ".join(missing))
         init = jax.jit(init_params, static_argnums=0)  # eager Flax init is slow
-        fresh = names.to_hf(init(BertForPreTraining(model_cfg), rng), model_cfg)
+        fresh = names.to_hf(init(BertForPreTraining(model_cfg), rng), run)
         tensors.update({name: fresh[name] for flag in missing
-                        for _, name, _ in names.HEADS[flag]})
-    wanted = {name for _, name, _ in names.table(model_cfg)}
-    return names.from_hf({k: v for k, v in tensors.items() if k in wanted}, model_cfg)
+                        for _, name, _ in names.head_rows(run.family, flag)})
+    wanted = {name for _, name, _ in names.table(run)}
+    return names.from_hf({k: v for k, v in tensors.items() if k in wanted}, run)
 
 
 def convert(src: str, dst: str, to: str) -> str:

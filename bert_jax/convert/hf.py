@@ -1,14 +1,15 @@
-"""Hugging Face BERT checkpoints in and out.
+"""Hugging Face BERT, RoBERTa and ALBERT checkpoints in and out.
 
 Reading: `config.json` plus `model.safetensors` (or its sharded `.index.json`), else
 `pytorch_model.bin` (or shards) through `torch.load(..., weights_only=True)`: a checkpoint is
-data, never code, and torch is imported only for .bin files. Names are brought to the
-canonical `bert.` / `cls.` form of names.py whatever the class that saved them
-(`BertModel` has no prefix, `BertForPreTraining` has `bert.`; old files say gamma/beta).
+data, never code, and torch is imported only for .bin files. `model_type` in config.json picks
+the family; names are brought to that family's canonical form of names.py whatever the class
+that saved them (`BertModel` has no prefix, `BertForPreTraining` has `bert.`; old files say
+gamma/beta).
 
-Writing: `config.json`, `model.safetensors` and the tokenizer files, in the layout
-`transformers.BertForPreTraining` (or `BertModel`, for an encoder without MLM/NSP heads)
-loads without missing keys.
+Writing: `config.json`, `model.safetensors` and the tokenizer files, in the layout the
+family's pretraining class (`BertForPreTraining`, `RobertaForMaskedLM`,
+`AlbertForPreTraining`, or the bare encoder without heads) loads without missing keys.
 """
 
 from __future__ import annotations
@@ -45,11 +46,20 @@ def is_hf_dir(path: str) -> bool:
         os.path.isfile(os.path.join(path, f)) for f in WEIGHT_FILES)
 
 
+def family_of(hf: dict) -> str:
+    """The bert_jax family of an HF `config.json` dict (by `model_type`; none means BERT, as
+    in Google's bert_config.json)."""
+    model_type = hf.get("model_type", "bert")
+    if model_type not in names.LAYOUTS:
+        raise ConversionError(f"model_type {model_type!r} is not supported; this package "
+                              f"converts {sorted(names.LAYOUTS)}")
+    return model_type
+
+
 def model_config_from_hf(hf: dict, heads: dict[str, bool], **overrides) -> ModelConfig:
-    """ModelConfig of an HF BERT `config.json` dict; `heads` says which modules exist."""
-    if hf.get("model_type", "bert") != "bert":
-        raise ConversionError(f"model_type {hf.get('model_type')!r} is not BERT; only "
-                              "model_type 'bert' converts here")
+    """ModelConfig of an HF BERT / RoBERTa / ALBERT `config.json` dict; `heads` says which
+    modules exist."""
+    family = family_of(hf)
     if hf.get("position_embedding_type", "absolute") != "absolute":
         raise ConversionError("only absolute position embeddings are supported, not "
                               f"{hf['position_embedding_type']!r}")
@@ -57,7 +67,7 @@ def model_config_from_hf(hf: dict, heads: dict[str, bool], **overrides) -> Model
     if act not in _ACT_IN:
         raise ConversionError(f"hidden_act {act!r} is not supported; known: {sorted(_ACT_IN)}")
     fields = dict(
-        vocab_size=hf["vocab_size"], hidden_size=hf["hidden_size"],
+        family=family, vocab_size=hf["vocab_size"], hidden_size=hf["hidden_size"],
         num_layers=hf["num_hidden_layers"], num_heads=hf["num_attention_heads"],
         intermediate_size=hf["intermediate_size"],
         max_position_embeddings=hf.get("max_position_embeddings", 512),
@@ -66,22 +76,68 @@ def model_config_from_hf(hf: dict, heads: dict[str, bool], **overrides) -> Model
         attention_dropout=hf.get("attention_probs_dropout_prob", 0.1),
         initializer_range=hf.get("initializer_range", 0.02),
         layer_norm_eps=hf.get("layer_norm_eps", 1e-12), hidden_act=_ACT_IN[act], **heads)
+    if family == "roberta":
+        # HF numbers positions from padding_idx + 1 = pad_token_id + 1 (fairseq).
+        fields["position_offset"] = hf.get("pad_token_id", 1) + 1
+    elif family == "albert":
+        fields["embedding_size"] = hf.get("embedding_size", 128)
+        fields["share_layers"] = _albert_sharing(hf)
     fields.update(overrides)
     config = ModelConfig(**fields)
     config.check()
+    check_hf_layout(config)
     return config
+
+
+def _albert_sharing(hf: dict) -> str:
+    """HF ALBERT's layer groups as share_layers: one group is "all", a group per layer is
+    "none"; anything in between (and inner groups) has no bert_jax equivalent."""
+    groups, inner = hf.get("num_hidden_groups", 1), hf.get("inner_group_num", 1)
+    if inner != 1:
+        raise ConversionError(f"ALBERT inner_group_num={inner} is not supported (only 1)")
+    if groups == 1:
+        return "all"
+    if groups == hf["num_hidden_layers"]:
+        return "none"
+    raise ConversionError(f"ALBERT num_hidden_groups={groups} is not supported; only 1 "
+                          f"(all layers shared) or num_hidden_layers ({hf['num_hidden_layers']},"
+                          " nothing shared)")
+
+
+def check_hf_layout(config: ModelConfig) -> None:
+    """ConversionError unless transformers has a model for `config` in its family."""
+    family, problems = config.family, []
+    if family != "albert" and config.embedding_size:
+        problems.append("embedding_size > 0 (factorized embeddings are ALBERT's)")
+    if family == "albert" and not config.embedding_size:
+        problems.append("embedding_size 0 (HF ALBERT always projects E -> H; set "
+                        "embedding_size, = hidden_size for no factorization)")
+    allowed = ("none", "all") if family == "albert" else ("none",)
+    if config.share_layers not in allowed:
+        problems.append(f"share_layers={config.share_layers!r} (HF {family} has "
+                        f"{' or '.join(allowed)})")
+    if (config.position_offset > 0) != (family == "roberta"):
+        problems.append(f"position_offset={config.position_offset} (HF RoBERTa needs >= 1, "
+                        "BERT and ALBERT 0)")
+    if config.next_sentence and family != "bert":
+        problems.append("next_sentence (NSP is BERT's)")
+    if config.sentence_order and family != "albert":
+        problems.append("sentence_order (SOP is ALBERT's)")
+    if config.sentence_order and not config.mlm_head:
+        problems.append("sentence_order without mlm_head (HF has no ALBERT with SOP alone)")
+    if family == "roberta" and config.mlm_head and config.hidden_act != "gelu":
+        problems.append(f"hidden_act={config.hidden_act!r} with the MLM head (HF RoBERTa's "
+                        "LM head always uses the erf GELU)")
+    if problems:
+        raise ConversionError(f"this {family} config has no Hugging Face equivalent: "
+                              + "; ".join(problems))
 
 
 def hf_config_from(config: ModelConfig, *, pad_token_id: int = 0) -> dict:
     """The `config.json` dict transformers reads for `config`'s model."""
-    if config.mlm_head or config.next_sentence:
-        arch = {(True, True): "BertForPreTraining", (True, False): "BertForMaskedLM",
-                (False, True): "BertForNextSentencePrediction"}
-        architectures = [arch[config.mlm_head, config.next_sentence]]
-    else:
-        architectures = ["BertModel"]
-    return {
-        "architectures": architectures, "model_type": "bert",
+    check_hf_layout(config)
+    out = {
+        "architectures": [_architecture(config)], "model_type": config.family,
         "vocab_size": config.vocab_size, "hidden_size": config.hidden_size,
         "num_hidden_layers": config.num_layers, "num_attention_heads": config.num_heads,
         "intermediate_size": config.intermediate_size,
@@ -94,6 +150,30 @@ def hf_config_from(config: ModelConfig, *, pad_token_id: int = 0) -> dict:
         "layer_norm_eps": config.layer_norm_eps, "pad_token_id": pad_token_id,
         "position_embedding_type": "absolute", "tie_word_embeddings": True,
     }
+    if config.family == "roberta":
+        # The padding index is what makes HF's positions start at the offset.
+        out.update(pad_token_id=config.position_offset - 1, bos_token_id=0, eos_token_id=2)
+    elif config.family == "albert":
+        out.update(embedding_size=config.embedding_size, inner_group_num=1,
+                   num_hidden_groups=1 if config.share_layers == "all" else config.num_layers,
+                   classifier_dropout_prob=0.1, bos_token_id=2, eos_token_id=3)
+    return out
+
+
+# (family, mlm_head, sentence head) -> HF class; no entry: the bare encoder (+ pooler).
+_ARCHITECTURES = {
+    ("bert", True, True): "BertForPreTraining", ("bert", True, False): "BertForMaskedLM",
+    ("bert", False, True): "BertForNextSentencePrediction",
+    ("roberta", True, False): "RobertaForMaskedLM",
+    ("albert", True, True): "AlbertForPreTraining", ("albert", True, False): "AlbertForMaskedLM",
+}
+_ENCODERS = {"bert": "BertModel", "roberta": "RobertaModel", "albert": "AlbertModel"}
+
+
+def _architecture(config: ModelConfig) -> str:
+    sentence = config.next_sentence or config.sentence_order
+    return _ARCHITECTURES.get((config.family, config.mlm_head, sentence),
+                              _ENCODERS[config.family])
 
 
 def read_tensors(path: str) -> dict[str, np.ndarray]:
@@ -131,35 +211,37 @@ def _read_torch(file: str) -> dict[str, np.ndarray]:
     return {k: (v.float() if v.is_floating_point() else v).numpy() for k, v in state.items()}
 
 
-def canonicalize(raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Saved names -> canonical names (names.py); drops buffers and tied copies.
+def canonicalize(raw: dict[str, np.ndarray], family: str = "bert") -> dict[str, np.ndarray]:
+    """Saved names -> canonical names of `family` (names.py); drops buffers and tied copies.
 
     Task heads of fine-tuned models (`classifier.*`, `qa_outputs.*`, ...) are dropped with a
     warning. A decoder that is not the word-embedding table cannot be represented by the
     tied MLM head and is an error.
     """
+    layout = names.LAYOUTS[family]
     prefixes = [k[:-len(_WORD_EMBEDDINGS)] for k in raw if k.endswith(_WORD_EMBEDDINGS)]
     if len(prefixes) != 1:
         raise ConversionError(f"expected one '*{_WORD_EMBEDDINGS}' tensor, found "
-                              f"{len(prefixes)}; is this a BERT checkpoint?")
+                              f"{len(prefixes)}; is this a {family} checkpoint?")
     prefix = prefixes[0]
     out, ignored = {}, []
     for key, value in raw.items():
         key = key.replace("LayerNorm.gamma", "LayerNorm.weight").replace(
             "LayerNorm.beta", "LayerNorm.bias")
         rest = key[len(prefix):] if key.startswith(prefix) else None
-        if key.startswith("cls."):
+        if key.startswith(layout.head_prefixes):
             out[key] = value
         elif rest is not None and rest.startswith(("embeddings.", "encoder.", "pooler.")):
             if rest not in _BUFFERS:
-                out["bert." + rest] = value
+                out[f"{layout.base}.{rest}"] = value
         else:
             ignored.append(key)
     if ignored:
-        logging.warning("ignoring tensors that are not part of BERT pretraining: %s",
+        logging.warning("ignoring tensors that are not part of %s pretraining: %s", family,
                         ", ".join(sorted(ignored)))
-    _untie(out, "cls.predictions.decoder.weight", "bert.embeddings.word_embeddings.weight")
-    _untie(out, "cls.predictions.decoder.bias", "cls.predictions.bias")
+    mlm_bias = names.head_rows(family, "mlm_head")[-1][1]
+    _untie(out, f"{layout.decoder}.weight", f"{layout.base}.{_WORD_EMBEDDINGS}")
+    _untie(out, f"{layout.decoder}.bias", mlm_bias)
     return out
 
 
@@ -177,11 +259,21 @@ def _untie(tensors: dict, copy: str, source: str) -> None:
 
 
 def load_hf(path: str, **overrides) -> Pretrained:
-    """A Hugging Face BERT directory -> Pretrained (config, model, params, tokenizer).
+    """A Hugging Face BERT, RoBERTa or ALBERT directory -> Pretrained (config, model,
+    params, tokenizer).
+
+    The family comes from `model_type` in config.json. Any of the family's classes loads
+    (BertModel/BertForPreTraining/..., RobertaModel/RobertaForMaskedLM,
+    AlbertModel/AlbertForMaskedLM/AlbertForPreTraining): the heads present decide the
+    config's pooler / mlm_head / next_sentence / sentence_order.
 
     `overrides` are ModelConfig fields that do not change the parameters (RUNTIME_FIELDS:
-    `scan_layers`, `dtype`, `remat`, dropout rates, ...). The tokenizer is None when the
-    directory has no vocab.txt / tokenizer.json.
+    `scan_layers`, `dtype`, `remat`, dropout rates, ...).
+
+    Tokenizer: BERT's WordPiece from vocab.txt (or a WordPiece tokenizer.json). RoBERTa's
+    byte-level BPE and ALBERT's Unigram are read only from a `tokenizer.json` (as an HF
+    `tokenizers.Tokenizer`); vocab.json + merges.txt or spiece.model alone give no tokenizer
+    (None) here.
     """
     check_overrides(overrides)
     if not is_hf_dir(path):
@@ -189,27 +281,35 @@ def load_hf(path: str, **overrides) -> Pretrained:
                                 f"{CONFIG} and one of {WEIGHT_FILES})")
     with open(os.path.join(path, CONFIG)) as f:
         hf = json.load(f)
-    tensors = canonicalize(read_tensors(path))
-    config = model_config_from_hf(hf, names.heads_in(tensors), **overrides)
+    family = family_of(hf)
+    tensors = canonicalize(read_tensors(path), family)
+    config = model_config_from_hf(hf, names.heads_in(tensors, family), **overrides)
     return Pretrained(config, names.from_hf(tensors, config), load_tokenizer_from(path))
 
 
 def save_hf(pretrained: Pretrained, out_dir: str) -> str:
-    """Writes `pretrained` as an HF BERT directory; returns `out_dir`.
+    """Writes `pretrained` as an HF directory of its family; returns `out_dir`.
 
+    config.json names the class (`architectures`) and `model_type`, so
+    `transformers.AutoModelForPreTraining` / `AutoModelForMaskedLM` / `AutoModel` load it.
     Tied tensors (the MLM decoder) are stored once, as transformers itself saves them. An
-    encoder without MLM/NSP heads is written as a `BertModel` (names without `bert.`).
+    encoder without MLM/sentence heads is written as the family's bare model (`BertModel`,
+    `RobertaModel`, `AlbertModel`: names without the `bert.` / ... prefix). Configs that no
+    transformers class can hold (check_hf_layout: e.g. ALBERT sharing only the attention,
+    a BERT with shared layers) are a ConversionError before anything is written.
     """
     from safetensors.numpy import save_file
 
     config = pretrained.config
+    check_hf_layout(config)
     tensors = names.to_hf(pretrained.params, config)
-    if not (config.mlm_head or config.next_sentence):
-        tensors = {k.removeprefix("bert."): v for k, v in tensors.items()}
+    if _architecture(config) == _ENCODERS[config.family]:
+        base = names.LAYOUTS[config.family].base + "."
+        tensors = {k.removeprefix(base): v for k, v in tensors.items()}
     os.makedirs(out_dir, exist_ok=True)
     save_file(tensors, os.path.join(out_dir, WEIGHT_FILES[0]), metadata={"format": "pt"})
     tokenizer = pretrained.tokenizer
-    hf = hf_config_from(config, pad_token_id=tokenizer.pad_id if tokenizer else 0)
+    hf = hf_config_from(config, pad_token_id=getattr(tokenizer, "pad_id", 0))
     with open(os.path.join(out_dir, CONFIG), "w") as f:
         json.dump(hf, f, indent=2)
     if tokenizer is not None:

@@ -4,6 +4,10 @@ Every loader of this package (HF, Google TF, bert_jax exports and workdirs) retu
 `Pretrained`; every writer takes one. The tokenizer files a BERT directory carries are read
 and written here too: `vocab.txt` (ids = line numbers) is the source of truth; `tokenizer.json`
 alone also works (its WordPiece vocab is written out once to a temporary vocab.txt).
+
+RoBERTa (byte-level BPE) and ALBERT (Unigram) tokenizers are kept as what they are, an HF
+`tokenizers.Tokenizer` read from `tokenizer.json` and written back as is; the project's own
+BPE/Unigram tokenizers (bert_jax/data/tokenizer.py) are for pretraining from scratch.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ import numpy as np
 
 from bert_jax.config import ModelConfig
 from bert_jax.data.tokenizer import SPECIAL_TOKENS, Tokenizer, load_tokenizer
+
+TOKENIZER_JSON = "tokenizer.json"
 from bert_jax.modeling.models import BertForPreTraining
 
 # ModelConfig fields a loader may override: they do not change the parameters, so any
@@ -50,7 +56,8 @@ class Pretrained:
     Attributes:
       config: the ModelConfig its parameters fit (heads on/off as in the checkpoint).
       params: nested Flax params of `BertForPreTraining(config)` (numpy or jax arrays).
-      tokenizer: bert_jax WordPiece Tokenizer, or None when no vocab came with it.
+      tokenizer: bert_jax WordPiece Tokenizer (BERT), an HF `tokenizers.Tokenizer` (a
+        RoBERTa/ALBERT tokenizer.json), or None when no tokenizer files came with it.
       model: `BertForPreTraining(config)`.
     """
 
@@ -67,7 +74,8 @@ class Pretrained:
 
         Keys: `last_hidden_state` [B, L, H]; `pooled_output` [B, H] with a pooler;
         `mlm_logits` [B, L, V] (every position) with an MLM head; `nsp_logits` [B, 2] with
-        an NSP head. Missing masks mean all ones, missing token types all zeros.
+        an NSP head; `sop_logits` [B, 2] with a sentence-order head. Missing masks mean all
+        ones, missing token types all zeros.
         """
         ids_BxL = jax.numpy.asarray(input_ids, jax.numpy.int32)
         mask_BxL = (jax.numpy.ones_like(ids_BxL) if attention_mask is None
@@ -85,6 +93,9 @@ class Pretrained:
         tok = self.tokenizer
         if tok is None:
             raise ValueError("this checkpoint came without tokenizer files (vocab.txt)")
+        if not isinstance(tok, Tokenizer):
+            raise ValueError("encode() is for BERT's WordPiece tokenizer; this checkpoint's "
+                             "HF tokenizer encodes with tokenizer.encode_batch(texts)")
         max_length = max_length or self.config.max_position_embeddings
         rows = [[tok.cls_id, *ids[:max_length - 2].tolist(), tok.sep_id]
                 for ids, _ in tok.encode_batch(texts)]
@@ -98,8 +109,12 @@ class Pretrained:
                 "token_type_ids": np.zeros_like(ids_BxL)}
 
 
-def load_tokenizer_from(directory: str, lowercase: bool | None = None) -> Tokenizer | None:
-    """The WordPiece tokenizer of a checkpoint directory, or None without tokenizer files.
+def load_tokenizer_from(directory: str, lowercase: bool | None = None):
+    """The tokenizer of a checkpoint directory, or None without tokenizer files.
+
+    BERT's WordPiece (vocab.txt or a WordPiece tokenizer.json) comes back as a bert_jax
+    Tokenizer; any other tokenizer.json (RoBERTa's BPE, ALBERT's Unigram) as the HF
+    `tokenizers.Tokenizer` it describes.
 
     Lowercasing comes from `lowercase`, else `tokenizer_config.json` (`do_lower_case`),
     else `tokenizer.json`'s normalizer, else the vocab itself: an uncased vocab has no
@@ -109,7 +124,7 @@ def load_tokenizer_from(directory: str, lowercase: bool | None = None) -> Tokeni
     if not os.path.isfile(vocab):
         vocab = _vocab_from_tokenizer_json(directory)
         if vocab is None:
-            return None
+            return _other_tokenizer_json(directory)
     if lowercase is None:
         lowercase = _lowercase_from_files(directory)
     if lowercase is None:
@@ -145,6 +160,16 @@ def _vocab_from_tokenizer_json(directory: str) -> str | None:
     return path
 
 
+def _other_tokenizer_json(directory: str):
+    """An HF tokenizers.Tokenizer from a non-WordPiece tokenizer.json, else None."""
+    path = os.path.join(directory, TOKENIZER_JSON)
+    if not os.path.isfile(path):
+        return None
+    from tokenizers import Tokenizer as HFTokenizer
+
+    return HFTokenizer.from_file(path)
+
+
 def _read_json(path: str) -> dict | None:
     if not os.path.isfile(path):
         return None
@@ -152,8 +177,12 @@ def _read_json(path: str) -> dict | None:
         return json.load(f)
 
 
-def save_tokenizer(tokenizer: Tokenizer, out_dir: str, *, model_max_length: int) -> None:
-    """vocab.txt + the two small JSON files `transformers.AutoTokenizer` reads."""
+def save_tokenizer(tokenizer, out_dir: str, *, model_max_length: int) -> None:
+    """vocab.txt + the two small JSON files `transformers.AutoTokenizer` reads; an HF
+    tokenizer (RoBERTa, ALBERT) as its tokenizer.json."""
+    if not isinstance(tokenizer, Tokenizer):
+        tokenizer.save(os.path.join(out_dir, TOKENIZER_JSON))
+        return
     vocab = os.path.join(out_dir, "vocab.txt")
     if not (os.path.exists(vocab) and os.path.samefile(tokenizer.path, vocab)):
         shutil.copyfile(tokenizer.path, vocab)

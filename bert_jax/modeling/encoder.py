@@ -1,22 +1,41 @@
-"""The layer stack: `num_layers` TransformerBlocks, scanned or unrolled, optionally remat'ed.
+"""The layer stack: `num_layers` TransformerBlocks, scanned or unrolled, optionally remat'ed,
+with ALBERT's cross-layer parameter sharing.
 
-With `scan_layers` the block parameters are stacked on a leading layer axis
-(`encoder/layers/...` with shape [num_layers, ...]) and XLA compiles one block, so compile
-time does not grow with depth. Unrolled, they live under `encoder/layer_{i}`.
+Without sharing and with `scan_layers` the block parameters are stacked on a leading layer
+axis (`encoder/layers/block/...` with shape [num_layers, ...]) and XLA compiles one block,
+so compile time does not grow with depth. Unrolled, they live under `encoder/layer_{i}`.
+
+Sharing (`config.share_layers`) changes where parameters live, never the block code:
+  "all"                one block's parameters, `encoder/shared/block/...` (no layer axis),
+                       applied num_layers times: a scan that broadcasts them into every
+                       step (no copies), or one module called num_layers times unrolled.
+  "attention", "ffn"   that sub-layer (layers.SUBLAYERS) once under `encoder/shared/block`,
+                       the rest per layer as without sharing. `make_encoder` wraps the
+                       unshared stack in `nn.map_variables`, which hands each layer a view of
+                       the shared parameters (broadcast along the layer axis when scanned);
+                       the gradient of that broadcast sums over layers, as sharing needs.
 """
 
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import flax.linen as nn
 
 from bert_jax.config import ModelConfig
-from bert_jax.modeling.layers import TransformerBlock
+from bert_jax.modeling.layers import SUBLAYERS, TransformerBlock
 
 _REMAT_POLICIES = {
     "full": None,  # recompute everything in the backward pass
     "dots": jax.checkpoint_policies.checkpoint_dots_with_no_batch_dims,
 }
+
+
+def shared_modules(config: ModelConfig) -> tuple[str, ...]:
+    """Names of the block's modules whose parameters all layers share."""
+    if config.share_layers == "all":
+        return SUBLAYERS["attention"] + SUBLAYERS["ffn"]
+    return SUBLAYERS.get(config.share_layers, ())
 
 
 class _ScannedBlock(nn.Module):
@@ -41,13 +60,19 @@ def _maybe_remat(block_cls, config: ModelConfig, *, scanned: bool):
 
 
 class Encoder(nn.Module):
-    """[B, L, H] float32 -> [B, L, H] float32 through `num_layers` post-LN blocks."""
+    """[B, L, H] float32 -> [B, L, H] float32 through `num_layers` post-LN blocks.
+
+    Handles share_layers "none" and "all"; partial sharing is `make_encoder`'s wrapper
+    around this class.
+    """
 
     config: ModelConfig
 
     @nn.compact
     def __call__(self, x_BxLxH, attention_mask_BxL, *, deterministic: bool):
         c = self.config
+        if c.share_layers == "all":
+            return self._all_shared(x_BxLxH, attention_mask_BxL, deterministic)
         if c.scan_layers:
             stack = nn.scan(_ScannedBlock, variable_axes={"params": 0},
                             split_rngs={"params": True, "dropout": True},
@@ -58,3 +83,71 @@ class Encoder(nn.Module):
         for i in range(c.num_layers):
             x_BxLxH = block_cls(c, name=f"layer_{i}")(x_BxLxH, attention_mask_BxL, deterministic)
         return x_BxLxH
+
+    def _all_shared(self, x_BxLxH, attention_mask_BxL, deterministic):
+        c = self.config
+        if c.scan_layers:
+            # Parameters are broadcast (closed over), not scanned; dropout differs per layer.
+            stack = nn.scan(_ScannedBlock, variable_broadcast="params",
+                            split_rngs={"params": False, "dropout": True},
+                            in_axes=nn.broadcast, length=c.num_layers)
+            x_BxLxH, _ = stack(c, deterministic, name="shared")(x_BxLxH, attention_mask_BxL)
+            return x_BxLxH
+        # The same bound module called num_layers times: one set of parameters, and a fresh
+        # dropout key at each call.
+        block = _ScannedBlock(c, deterministic, name="shared")
+        for _ in range(c.num_layers):
+            x_BxLxH, _ = block(x_BxLxH, attention_mask_BxL)
+        return x_BxLxH
+
+
+def make_encoder(config: ModelConfig, name: str | None = None) -> nn.Module:
+    """The encoder module for `config`: `Encoder` itself, or for partial sharing Encoder
+    seen through `nn.map_variables` (stored: shared + per-layer parameters; seen by the
+    blocks: complete per-layer parameters)."""
+    if config.share_layers in ("none", "all"):
+        return Encoder(config, name=name)
+    shared = shared_modules(config)
+
+    def expand(variables):
+        if "params" not in variables:
+            return variables
+        return {**variables, "params": _expand(variables["params"], shared, config)}
+
+    def collapse(variables):
+        if "params" not in variables:
+            return variables
+        return {**variables, "params": _collapse(variables["params"], shared, config)}
+
+    wrapped = nn.map_variables(Encoder, "params", trans_in_fn=expand, trans_out_fn=collapse,
+                               init=True)
+    return wrapped(config, name=name)
+
+
+def _expand(params, shared: tuple[str, ...], config: ModelConfig):
+    """Stored {shared: {block: S}, layers/layer_i: N} -> complete per-layer params."""
+    params = dict(params)
+    common = params.pop("shared", {}).get("block", {})
+    if not common:  # nothing stored yet (the first pass of init)
+        return params
+    if config.scan_layers:
+        stacked = jax.tree.map(
+            lambda x: jnp.broadcast_to(x, (config.num_layers, *x.shape)), common)
+        return {"layers": {"block": {**params["layers"]["block"], **stacked}}}
+    return {f"layer_{i}": {**params[f"layer_{i}"], **common} for i in range(config.num_layers)}
+
+
+def _collapse(params, shared: tuple[str, ...], config: ModelConfig):
+    """Complete per-layer params -> stored: layer 0's copy of the shared modules, the rest
+    per layer (inverse of _expand on its image)."""
+    if "shared" in params or not params:
+        return params
+    if config.scan_layers:
+        block = params["layers"]["block"]
+        common = {k: jax.tree.map(lambda x: x[0], v) for k, v in block.items() if k in shared}
+        own = {k: v for k, v in block.items() if k not in shared}
+        return {"shared": {"block": common}, "layers": {"block": own}}
+    layers = [params[f"layer_{i}"] for i in range(config.num_layers)]
+    return {"shared": {"block": {k: v for k, v in layers[0].items() if k in shared}},
+            **{f"layer_{i}": {k: v for k, v in layer.items() if k not in shared}
+               for i, layer in enumerate(layers)}}

@@ -1,4 +1,4 @@
-"""Pretraining heads: pooler, masked-LM (tied decoder), next-sentence prediction."""
+"""Pretraining heads: pooler, masked-LM (tied decoder), sentence-pair (NSP / SOP) classifier."""
 
 from __future__ import annotations
 
@@ -26,11 +26,11 @@ class Pooler(nn.Module):
 
 
 class MlmHead(nn.Module):
-    """Dense + activation (config.hidden_act) + LayerNorm, then logits against the tied word
-    embeddings plus a bias.
+    """Dense H -> E + activation (config.hidden_act) + LayerNorm, then logits against the
+    tied word embeddings plus a bias. E = config.embedding_width (H without factorization).
 
-    `attend` maps [..., H] to [..., V] with the embedding table (Embeddings.attend), so the
-    decoder weight is shared with the input embedding, as in BERT.
+    `attend` maps [..., E] to [..., V] with the embedding table (Embeddings.attend), so the
+    decoder weight is shared with the input embedding, as in BERT (and RoBERTa, ALBERT).
     """
 
     config: ModelConfig
@@ -38,14 +38,18 @@ class MlmHead(nn.Module):
     @nn.compact
     def __call__(self, x_BxPxH, attend):
         c = self.config
-        h_BxPxH = activation(c)(dense(c, c.hidden_size, "dense")(x_BxPxH))
-        h_BxPxH = layer_norm(c, "LayerNorm")(h_BxPxH)
+        h_BxPxE = activation(c)(dense(c, c.embedding_width, "dense")(x_BxPxH))
+        h_BxPxE = layer_norm(c, "LayerNorm")(h_BxPxE)
         bias_V = self.param("bias", nn.initializers.zeros, (c.vocab_size,), c.param_dtype)
-        return attend(h_BxPxH).astype(jnp.float32) + bias_V.astype(jnp.float32)
+        return attend(h_BxPxE).astype(jnp.float32) + bias_V.astype(jnp.float32)
 
 
-class NspHead(nn.Module):
-    """Two-way classifier on the pooled output: [B, H] -> [B, 2] float32 logits."""
+class SentencePairHead(nn.Module):
+    """Two-way classifier on the pooled output: [B, H] -> [B, 2] float32 logits.
+
+    BERT's next-sentence and ALBERT's sentence-order prediction are this same function with
+    their own parameters (models.py names them `nsp_head` / `sop_head`).
+    """
 
     config: ModelConfig
 

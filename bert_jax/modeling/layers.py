@@ -51,34 +51,60 @@ def activation(config: ModelConfig):
 
 
 class Embeddings(nn.Module):
-    """Word + learned position + token-type embeddings, then LayerNorm and dropout."""
+    """Word + learned position + token-type embeddings, then LayerNorm and dropout.
+
+    The tables are `config.embedding_width` wide. With `config.embedding_size` (ALBERT's
+    factorization) a Dense `embedding_projection` maps the E-wide result to H afterwards.
+    With `config.position_offset` > 0 (RoBERTa) positions count real tokens from the offset
+    and padded slots use row offset - 1 (see ModelConfig.position_offset).
+    """
 
     config: ModelConfig
 
     def setup(self):
         c = self.config
-        self.word_embeddings = nn.Embed(c.vocab_size, c.hidden_size, embedding_init=_init(c),
+        width = c.embedding_width
+        self.word_embeddings = nn.Embed(c.vocab_size, width, embedding_init=_init(c),
                                         param_dtype=c.param_dtype)
-        self.position_embeddings = nn.Embed(c.max_position_embeddings, c.hidden_size,
+        self.position_embeddings = nn.Embed(c.max_position_embeddings, width,
                                             embedding_init=_init(c), param_dtype=c.param_dtype)
-        self.token_type_embeddings = nn.Embed(c.type_vocab_size, c.hidden_size,
+        self.token_type_embeddings = nn.Embed(c.type_vocab_size, width,
                                               embedding_init=_init(c), param_dtype=c.param_dtype)
         self.layer_norm = layer_norm(c, "LayerNorm")
         self.dropout = nn.Dropout(c.hidden_dropout)
+        if c.embedding_size:
+            self.embedding_projection = dense(c, c.hidden_size, "embedding_projection")
 
-    def __call__(self, input_ids_BxL, token_type_ids_BxL, *, deterministic: bool):
-        """int [B, L] ids -> float32 [B, L, H]."""
-        length = input_ids_BxL.shape[-1]
-        x_BxLxH = (self.word_embeddings(input_ids_BxL)
-                   + self.position_embeddings(jnp.arange(length)[None, :])
+    def positions(self, attention_mask_BxL, length: int):
+        """int [B or 1, L] position ids."""
+        offset = self.config.position_offset
+        if offset == 0:
+            return jnp.arange(length)[None, :]
+        # fairseq/HF RoBERTa: the k-th real token (k = 1, 2, ...) sits at offset - 1 + k; a
+        # padded slot at offset - 1 (the padding row). The same as offset + arange for
+        # right-padded rows, and still right for left padding.
+        mask_BxL = attention_mask_BxL.astype(jnp.int32)
+        return jnp.cumsum(mask_BxL, axis=1) * mask_BxL + (offset - 1)
+
+    def __call__(self, input_ids_BxL, token_type_ids_BxL, attention_mask_BxL=None, *,
+                 deterministic: bool):
+        """int [B, L] ids (and mask, needed only with a position offset) -> float32 [B, L, H]."""
+        if attention_mask_BxL is None:
+            attention_mask_BxL = jnp.ones_like(input_ids_BxL)
+        positions_BxL = self.positions(attention_mask_BxL, input_ids_BxL.shape[-1])
+        x_BxLxE = (self.word_embeddings(input_ids_BxL)
+                   + self.position_embeddings(positions_BxL)
                    + self.token_type_embeddings(token_type_ids_BxL))
-        x_BxLxH = self.layer_norm(x_BxLxH.astype(jnp.float32))
-        return self.dropout(x_BxLxH, deterministic=deterministic)
+        x_BxLxE = self.layer_norm(x_BxLxE.astype(jnp.float32))
+        x_BxLxE = self.dropout(x_BxLxE, deterministic=deterministic)
+        if not self.config.embedding_size:
+            return x_BxLxE
+        return self.embedding_projection(x_BxLxE).astype(jnp.float32)
 
-    def attend(self, x_BxPxH):
-        """Logits against the (tied) word embedding table: [..., H] -> [..., V] in dtype."""
-        table_VxH = self.word_embeddings.embedding.astype(self.config.dtype)
-        return jnp.einsum("...h,vh->...v", x_BxPxH.astype(self.config.dtype), table_VxH)
+    def attend(self, x_BxPxE):
+        """Logits against the (tied) word embedding table: [..., E] -> [..., V] in dtype."""
+        table_VxE = self.word_embeddings.embedding.astype(self.config.dtype)
+        return jnp.einsum("...e,ve->...v", x_BxPxE.astype(self.config.dtype), table_VxE)
 
 
 class SelfAttention(nn.Module):
@@ -113,8 +139,20 @@ class SelfAttention(nn.Module):
         return dense(c, c.hidden_size, "output", axis=(-2, -1))(ctx_BxLxNxD)
 
 
+# The block's sub-layers by the names of their modules: cross-layer sharing (encoder.py) and
+# the converters (convert/names.py) pick parameters by these names.
+SUBLAYERS = {
+    "attention": ("attention", "attention_LayerNorm"),
+    "ffn": ("intermediate", "output", "output_LayerNorm"),
+}
+
+
 class TransformerBlock(nn.Module):
-    """Post-LN block: x = LN(x + Attn(x)); x = LN(x + FFN(x)), with hidden dropout."""
+    """Post-LN block: x = LN(x + Attn(x)); x = LN(x + FFN(x)), with hidden dropout.
+
+    BERT, RoBERTa and ALBERT all use this one block; ALBERT's sharing only decides where its
+    parameters come from (encoder.py).
+    """
 
     config: ModelConfig
 

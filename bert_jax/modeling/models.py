@@ -1,4 +1,9 @@
-"""BERT assembled from one ModelConfig: the bare encoder and the pretraining model."""
+"""BERT, RoBERTa and ALBERT assembled from one ModelConfig: the pretraining model.
+
+The three are values of ModelConfig (config.family_config), not classes: RoBERTa is BERT
+with a position offset and no NSP; ALBERT is BERT with factorized embeddings, shared layers
+and a sentence-order head.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +11,13 @@ import jax.numpy as jnp
 import flax.linen as nn
 
 from bert_jax.config import ModelConfig
-from bert_jax.modeling.encoder import Encoder
-from bert_jax.modeling.heads import MlmHead, NspHead, Pooler, gather_positions
+from bert_jax.modeling.encoder import make_encoder
+from bert_jax.modeling.heads import MlmHead, Pooler, SentencePairHead, gather_positions
 from bert_jax.modeling.layers import Embeddings
 
 
 class BertForPreTraining(nn.Module):
-    """BERT encoder with the pooler, MLM and NSP heads that the config turns on.
+    """BERT-family encoder with the pooler, MLM and NSP/SOP heads that the config turns on.
 
     Inputs are int [B, L]: `input_ids`, `attention_mask` (1 real, 0 padding) and
     `token_type_ids`. With `masked_positions` (int [B, P]) the MLM head runs only at those
@@ -20,7 +25,8 @@ class BertForPreTraining(nn.Module):
 
     Returns a dict, all float32: `last_hidden_state` [B, L, H]; `pooled_output` [B, H] with
     `config.pooler`; `mlm_logits` [B, P, V] or [B, L, V] with `config.mlm_head`; and
-    `nsp_logits` [B, 2] with `config.next_sentence`. A module that is off has no parameters.
+    `nsp_logits` [B, 2] with `config.next_sentence`, or `sop_logits` [B, 2] with
+    `config.sentence_order`. A module that is off has no parameters.
     """
 
     config: ModelConfig
@@ -28,13 +34,15 @@ class BertForPreTraining(nn.Module):
     def setup(self):
         c = self.config
         self.embeddings = Embeddings(c)
-        self.encoder = Encoder(c)
+        self.encoder = make_encoder(c)
         if c.pooler:
             self.pooler = Pooler(c)
         if c.mlm_head:
             self.mlm_head = MlmHead(c)
         if c.next_sentence:
-            self.nsp_head = NspHead(c)
+            self.nsp_head = SentencePairHead(c)
+        if c.sentence_order:
+            self.sop_head = SentencePairHead(c)
 
     def __call__(self, input_ids, attention_mask=None, token_type_ids=None,
                  masked_positions=None, *, deterministic: bool = True):
@@ -42,7 +50,8 @@ class BertForPreTraining(nn.Module):
             attention_mask = jnp.ones_like(input_ids)
         if token_type_ids is None:
             token_type_ids = jnp.zeros_like(input_ids)
-        x_BxLxH = self.embeddings(input_ids, token_type_ids, deterministic=deterministic)
+        x_BxLxH = self.embeddings(input_ids, token_type_ids, attention_mask,
+                                  deterministic=deterministic)
         x_BxLxH = self.encoder(x_BxLxH, attention_mask, deterministic=deterministic)
         out = {"last_hidden_state": x_BxLxH}
         if self.config.pooler:
@@ -55,6 +64,8 @@ class BertForPreTraining(nn.Module):
             out["mlm_logits"] = self.mlm_head(mlm_in, self.embeddings.attend)
         if self.config.next_sentence:
             out["nsp_logits"] = self.nsp_head(out["pooled_output"])
+        if self.config.sentence_order:
+            out["sop_logits"] = self.sop_head(out["pooled_output"])
         return out
 
 
