@@ -316,10 +316,12 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int, process_cou
     if t.warmup_steps < 0 or t.learning_rate <= 0:
         raise ConfigError("train.learning_rate must be > 0 and train.warmup_steps >= 0")
     if d.max_seq_len + model.position_offset > model.max_position_embeddings:
+        offset = (f" + model.position_offset ({model.position_offset})"
+                  if model.position_offset else "")
         raise ConfigError(
-            f"data.max_seq_len ({d.max_seq_len}) plus model.position_offset "
-            f"({model.position_offset}) exceeds model.max_position_embeddings "
-            f"({model.max_position_embeddings}); shorten the sequences or add positions")
+            f"data.max_seq_len ({d.max_seq_len}){offset} is longer than "
+            f"model.max_position_embeddings ({model.max_position_embeddings}); shorten the "
+            "sequences or add positions")
     if d.max_seq_len < 8:
         raise ConfigError(f"data.max_seq_len must be >= 8, got {d.max_seq_len}")
     if not 1 <= m.max_predictions_per_seq <= d.max_seq_len:
@@ -327,8 +329,17 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int, process_cou
                           f"got {m.max_predictions_per_seq}")
     if not model.mlm_head:
         raise ConfigError("pretraining needs the MLM head; set model.mlm_head=True")
-    if d.nsp and not model.next_sentence:
-        raise ConfigError("data.nsp is on but model.next_sentence is off; set both alike")
+    from bert_jax.data.instances import sentence_task  # data owns its own fields
+
+    data_task = sentence_task(d)
+    model_task = "nsp" if model.next_sentence else "sop" if model.sentence_order else "none"
+    if data_task != model_task:
+        raise ConfigError(
+            f"the data make {data_task!r} sentence labels (data.nsp={d.nsp}, "
+            f"data.sentence_task={d.sentence_task!r}) but the model's sentence head is "
+            f"{model_task!r} (model.next_sentence={model.next_sentence}, "
+            f"model.sentence_order={model.sentence_order}); set them alike: nsp = "
+            "next_sentence (BERT), sop = sentence_order (ALBERT), none = neither (RoBERTa)")
     if tokenizer_vocab_size is not None and model.vocab_size < tokenizer_vocab_size:
         raise ConfigError(
             f"model.vocab_size ({model.vocab_size}) is smaller than the tokenizer's vocabulary "

@@ -18,8 +18,8 @@ from bert_jax.convert import google, hf, names, native
 from bert_jax.convert.pretrained import Pretrained
 from bert_jax.modeling.models import BertForPreTraining, init_params
 
-# Fields that fix parameter shapes or their meaning (where positions start, which modules
-# share parameters): a checkpoint fits a run only if all of them agree.
+# A checkpoint fits a run only if all config.ARCHITECTURE_FIELDS agree (shapes, where
+# positions start, which modules share parameters).
 # Fields that change the function but not the shapes: a difference is worth a warning.
 _FUNCTION_FIELDS = ("hidden_act", "layer_norm_eps")
 _LOADERS = {"bert_jax": native.load_bert_jax, "hf": hf.load_hf, "google": google.load_google}

@@ -85,7 +85,7 @@ def masking_config(config, tokenizer) -> MaskingConfig:
 
 
 class Evaluator:
-    """Evaluates MLM (and NSP) on a fixed list of held-out batches with fixed masks."""
+    """Evaluates MLM (and NSP or SOP) on a fixed list of held-out batches with fixed masks."""
 
     def __init__(self, par: Parallel, batches: list[dict], base_key):
         self.par, self.batches, self.base_key = par, batches, base_key
@@ -99,10 +99,11 @@ class Evaluator:
         out = {"mlm_loss": totals["mlm_loss"] / max(totals["mlm_weight"], 1.0),
                "mlm_accuracy": totals["mlm_correct"] / max(totals["mlm_weight"], 1.0)}
         out["loss"] = out["mlm_loss"]
-        if "nsp_loss" in totals:
-            out["nsp_loss"] = totals["nsp_loss"] / totals["nsp_weight"]
-            out["nsp_accuracy"] = totals["nsp_correct"] / totals["nsp_weight"]
-            out["loss"] += out["nsp_loss"]
+        for task in ("nsp", "sop"):
+            if f"{task}_loss" in totals:
+                out[f"{task}_loss"] = totals[f"{task}_loss"] / totals[f"{task}_weight"]
+                out[f"{task}_accuracy"] = totals[f"{task}_correct"] / totals[f"{task}_weight"]
+                out["loss"] += out[f"{task}_loss"]
         return out
 
 

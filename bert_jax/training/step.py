@@ -89,14 +89,23 @@ def _losses(params, batch, masked, cfg: StepConfig, *, dropout_key, counts):
         out["mlm_logits"], masked["masked_labels"], masked["masked_weights"])
     num_devices = lax.axis_size(AXIS)
     objective = num_devices * sums["mlm_loss"] / jnp.maximum(counts["mlm"], 1.0)
-    if cfg.model.next_sentence:
+    task = sentence_task(cfg.model)
+    if task:
         ones_B = jnp.ones(batch["next_sentence_label"].shape, jnp.float32)
-        sums["nsp_loss"], sums["nsp_weight"] = losses.weighted_cross_entropy(
-            out["nsp_logits"], batch["next_sentence_label"], ones_B)
-        sums["nsp_correct"], _ = losses.weighted_accuracy(
-            out["nsp_logits"], batch["next_sentence_label"], ones_B)
-        objective += num_devices * sums["nsp_loss"] / counts["nsp"]
+        sums[f"{task}_loss"], sums[f"{task}_weight"] = losses.weighted_cross_entropy(
+            out[f"{task}_logits"], batch["next_sentence_label"], ones_B)
+        sums[f"{task}_correct"], _ = losses.weighted_accuracy(
+            out[f"{task}_logits"], batch["next_sentence_label"], ones_B)
+        objective += num_devices * sums[f"{task}_loss"] / counts["sentence"]
     return objective, sums
+
+
+def sentence_task(model: ModelConfig) -> str | None:
+    """The sentence-level objective: "nsp" (BERT), "sop" (ALBERT) or None (RoBERTa). Its
+    label is the batch's `next_sentence_label` either way; metrics are named after it."""
+    if model.next_sentence:
+        return "nsp"
+    return "sop" if model.sentence_order else None
 
 
 def _reduce(sums):
@@ -105,10 +114,11 @@ def _reduce(sums):
     mlm_w = jnp.maximum(tot["mlm_weight"], 1.0)
     metrics = {"mlm_loss": tot["mlm_loss"] / mlm_w, "mlm_accuracy": tot["mlm_correct"] / mlm_w}
     metrics["loss"] = metrics["mlm_loss"]
-    if "nsp_loss" in tot:
-        metrics["nsp_loss"] = tot["nsp_loss"] / tot["nsp_weight"]
-        metrics["nsp_accuracy"] = tot["nsp_correct"] / tot["nsp_weight"]
-        metrics["loss"] = metrics["loss"] + metrics["nsp_loss"]
+    for task in ("nsp", "sop"):
+        if f"{task}_loss" in tot:
+            metrics[f"{task}_loss"] = tot[f"{task}_loss"] / tot[f"{task}_weight"]
+            metrics[f"{task}_accuracy"] = tot[f"{task}_correct"] / tot[f"{task}_weight"]
+            metrics["loss"] = metrics["loss"] + metrics[f"{task}_loss"]
     return metrics
 
 
@@ -125,7 +135,7 @@ def train_step(state: TrainState, batch, base_key, cfg: StepConfig):
     if cfg.model.hidden_dropout == 0.0 and cfg.model.attention_dropout == 0.0:
         dropout_key = None
     counts = {"mlm": lax.psum(masked["masked_weights"].sum(), AXIS),
-              "nsp": lax.psum(jnp.float32(batch["input_ids"].shape[0]), AXIS)}
+              "sentence": lax.psum(jnp.float32(batch["input_ids"].shape[0]), AXIS)}
     grad_fn = jax.grad(_losses, has_aux=True)
     grads, sums = grad_fn(state.params, batch, masked, cfg, dropout_key=dropout_key,
                           counts=counts)
@@ -157,7 +167,7 @@ def eval_step(params, batch, base_key, cfg: StepConfig):
     """
     mask_key, _ = jax.random.split(base_key)
     masked = _masked_batch(batch, mask_key, EVAL_STEP, cfg)
-    counts = {"mlm": jnp.float32(1.0), "nsp": jnp.float32(1.0)}
+    counts = {"mlm": jnp.float32(1.0), "sentence": jnp.float32(1.0)}
     _, sums = _losses(params, batch, masked, cfg, dropout_key=None, counts=counts)
     sums = lax.psum(sums, AXIS)
     return sums
