@@ -335,8 +335,7 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int, process_cou
     model_task = "nsp" if model.next_sentence else "sop" if model.sentence_order else "none"
     if data_task != model_task:
         raise ConfigError(
-            f"the data make {data_task!r} sentence labels (data.nsp={d.nsp}, "
-            f"data.sentence_task={d.sentence_task!r}) but the model's sentence head is "
+            f"data.sentence_task is {data_task!r} but the model's sentence head is "
             f"{model_task!r} (model.next_sentence={model.next_sentence}, "
             f"model.sentence_order={model.sentence_order}); set them alike: nsp = "
             "next_sentence (BERT), sop = sentence_order (ALBERT), none = neither (RoBERTa)")

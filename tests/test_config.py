@@ -1,12 +1,20 @@
 """Configs: shipped files load and validate, sizes match the papers, bad values are named."""
 
+import importlib
+import os
+
 import jax
 import jax.numpy as jnp
 import pytest
 
 from bert_jax.config import ConfigError, model_config_for, validate
 from bert_jax.modeling.models import BertForPreTraining
-from configs.pretrain import bert_base, bert_large, bert_tiny
+from configs.pretrain import (albert_base, albert_large, bert_base, bert_large, bert_tiny,
+                              roberta_base, roberta_large)
+
+_CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                           "configs", "pretrain")
+SHIPPED = sorted(f[:-3] for f in os.listdir(_CONFIG_DIR) if f.endswith(".py") and f[0] != "_")
 
 
 def _num_params(model_cfg) -> int:
@@ -15,10 +23,31 @@ def _num_params(model_cfg) -> int:
     return sum(x.size for x in jax.tree.leaves(shapes))
 
 
-@pytest.mark.parametrize("module,expected", [(bert_base, 110e6), (bert_large, 340e6)])
+@pytest.mark.parametrize("module,expected", [
+    (bert_base, 110e6), (bert_large, 340e6), (roberta_base, 125e6), (roberta_large, 355e6),
+    (albert_base, 12e6), (albert_large, 18e6)])
 def test_paper_sizes(module, expected):
     count = _num_params(validate(module.get_config(), num_devices=1))
-    assert abs(count - expected) / expected < 0.015, count
+    assert abs(count - expected) / expected < 0.02, count
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_configs_validate(name):
+    """Every config file validates, is of the family its name says, and the tiny ones (which
+    run here on the embedded corpus) fit their committed tokenizer."""
+    from bert_jax.data.tokenizer import load_tokenizer
+
+    config = importlib.import_module(f"configs.pretrain.{name}").get_config()
+    family = name.split("_")[0]
+    vocab = None
+    if name.endswith("_tiny"):
+        tok = load_tokenizer(config.data.vocab_path, config.data.lowercase,
+                             kind=config.data.tokenizer)
+        vocab = tok.vocab_size
+    model = validate(config, num_devices=1, tokenizer_vocab_size=vocab)
+    assert model.family == family
+    task = {"bert": "nsp", "roberta": "none", "albert": "sop"}[family]
+    assert config.data.sentence_task == task
 
 
 def test_size_table_is_googles():
@@ -100,7 +129,7 @@ def test_run_config_of_another_family_validates():
     config = bert_tiny.get_config()
     config.model = model_config_dict("tiny", family="roberta", vocab_size=8192,
                                      max_position_embeddings=66)
-    config.data.nsp = False  # RoBERTa has no NSP head
+    config.data.sentence_task = "none"  # RoBERTa has no NSP head
     model = validate(config, num_devices=1)  # data.max_seq_len 64 + offset 2 <= 66
     assert (model.family, model.position_offset) == ("roberta", 2)
     config.model.max_position_embeddings = 65

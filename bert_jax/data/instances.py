@@ -275,7 +275,7 @@ def check_nsp_corpus(c: TokenizedCorpus, corpus: str, split: str) -> None:
         return  # create_instances' caller reports an empty split with its own message
     nsent = np.diff(c.doc_sent)
     fix = ("Write one sentence per line with a blank line between documents (the google "
-           "format), or set data.nsp=False to train without next-sentence prediction (packed "
+           "format), or set data.sentence_task=none to train without next-sentence prediction (packed "
            "rows, as RoBERTa).")
     if nsent.max() < 2:
         raise DataError(
@@ -294,22 +294,10 @@ def _check_choice(field: str, value, choices) -> None:
 
 
 def sentence_task(data_cfg) -> str:
-    """The sentence task `data_cfg` asks for: "nsp", "sop" or "none".
-
-    `data.nsp` stays the on/off switch of the sentence-level task (config validation reads it
-    to check the model's sentence head); `data.sentence_task` picks which. nsp=False with the
-    default sentence_task="nsp" is "none", as before sentence_task existed.
-    """
-    task = data_cfg.sentence_task
-    _check_choice("data.sentence_task", task, SENTENCE_TASKS)
+    """`data.sentence_task` ("nsp", "sop" or "none"), checked along with `data.packing`."""
+    _check_choice("data.sentence_task", data_cfg.sentence_task, SENTENCE_TASKS)
     _check_choice("data.packing", data_cfg.packing, PACKINGS)
-    if not data_cfg.nsp and task == "sop":
-        raise DataError("data.sentence_task='sop' but data.nsp=False (no sentence-level task); "
-                        "set data.nsp=True for SOP, or data.sentence_task='none' for packing.")
-    if data_cfg.nsp and task == "none":
-        raise DataError("data.sentence_task='none' but data.nsp=True, which also asks the model "
-                        "for a sentence head; set data.nsp=False as well.")
-    return task if data_cfg.nsp else "none"
+    return data_cfg.sentence_task
 
 
 def cache_key(data_cfg, tok: tokenizer_lib.Tokenizer, docs_identity: str, split: str,

@@ -4,7 +4,8 @@ Batch format (one dict per step, numpy, this process's rows only):
   input_ids           [B, L] int32
   attention_mask      [B, L] int32  1 on real tokens, 0 on padding
   token_type_ids      [B, L] int32  0 on [CLS] A [SEP], 1 on B [SEP], 0 on padding
-  next_sentence_label [B]    int32  0 = actual next, 1 = random next (always 0 when nsp=False)
+  next_sentence_label [B]    int32  0 = actual next, 1 = random next (always 0 when data.sentence_task=none;
+                                    sop: 0 = in order, 1 = swapped)
   word_start          [B, L] int32  1 at word starts and special tokens, else 0
 
 Order: one seeded global permutation of the instances per epoch (a new one every epoch),
@@ -53,10 +54,10 @@ def default_data_config() -> ml_collections.ConfigDict:
         max_seq_len=128,          # L: tokens per instance incl. [CLS]/[SEP].
         short_seq_prob=0.1,       # Fraction of instances with a random shorter target length.
         dupe_factor=5,            # Passes over the corpus, each with a different segmentation.
-        nsp=True,                 # Sentence pairs with a sentence-level label; False: packed rows.
-        sentence_task="nsp",      # With nsp: "nsp" (BERT, random next) | "sop" (ALBERT, swapped
-                                  # order); "none" needs nsp=False. Label: next_sentence_label.
-        packing="full_sentences",  # Packed rows (nsp=False): "full_sentences" cross documents
+        sentence_task="nsp",      # Sentence pairs labelled "nsp" (BERT, random next) or "sop"
+                                  # (ALBERT, swapped order), batch key next_sentence_label;
+                                  # "none" (RoBERTa): packed single-segment rows, label 0.
+        packing="full_sentences",  # Packed rows ("none"): "full_sentences" cross documents
                                   # with a [SEP] between them; "doc_sentences" end at a doc end.
         eval_split="validation",  # Held-out split for make_eval_batches.
         worker_count=0,           # grain worker processes (0: read in this process).

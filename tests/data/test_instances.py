@@ -191,13 +191,10 @@ def test_full_and_doc_sentences(corpus_docs, packing):
 
 
 def test_sentence_task_choices(make_cfg):
-    for fields, task in [({}, "nsp"), ({"sentence_task": "sop"}, "sop"),
-                         ({"nsp": False}, "none"), ({"nsp": False, "sentence_task": "none"}, "none")]:
-        assert instances.sentence_task(make_cfg(**fields)) == task
-    for fields, match in [({"sentence_task": "sop", "nsp": False}, "set data.nsp=True"),
-                          ({"sentence_task": "none"}, "set data.nsp=False"),
-                          ({"sentence_task": "mlm"}, r"data.sentence_task='mlm': must be one of"),
-                          ({"nsp": False, "packing": "docs"}, r"data.packing='docs'")]:
+    for task in ("nsp", "sop", "none"):
+        assert instances.sentence_task(make_cfg(sentence_task=task)) == task
+    for fields, match in [({"sentence_task": "mlm"}, r"data.sentence_task='mlm': must be one of"),
+                          ({"sentence_task": "none", "packing": "docs"}, r"data.packing='docs'")]:
         with pytest.raises(ValueError, match=match):
             instances.load_instances(make_cfg(**fields), "train", seed=0)
 
@@ -218,8 +215,9 @@ def test_load_instances_real_tokens_cache(make_cfg, monkeypatch):
     b = instances.load_instances(cfg, "train", seed=0)  # Cached: nothing is recomputed.
     for k in instances.KEYS:
         np.testing.assert_array_equal(a[k], b[k])
-    for fields in [dict(short_seq_prob=0.2), dict(sentence_task="sop"), dict(nsp=False),
-                   dict(nsp=False, packing="doc_sentences"), dict(lowercase=False),
+    for fields in [dict(short_seq_prob=0.2), dict(sentence_task="sop"),
+                   dict(sentence_task="none"),
+                   dict(sentence_task="none", packing="doc_sentences"), dict(lowercase=False),
                    dict(tokenizer="unigram", vocab_path=tokenizer_lib.DEFAULT_PATHS["unigram"])]:
         with pytest.raises(AssertionError, match="cache miss"):  # Any key change is a miss...
             instances.load_instances(make_cfg(**fields), "train", seed=0)

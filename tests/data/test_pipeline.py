@@ -144,8 +144,8 @@ def test_worker_processes_give_the_same_batches(make_cfg, tmp_path):
 
 @pytest.mark.parametrize("kind,fields", [
     ("wordpiece", dict(sentence_task="sop")),
-    ("bpe", dict(nsp=False, packing="full_sentences")),
-    ("bpe", dict(nsp=False, packing="doc_sentences")),
+    ("bpe", dict(sentence_task="none", packing="full_sentences")),
+    ("bpe", dict(sentence_task="none", packing="doc_sentences")),
     ("unigram", dict(sentence_task="sop")),
     ("unigram", dict(sentence_task="nsp")),
 ])

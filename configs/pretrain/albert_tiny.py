@@ -1,0 +1,23 @@
+"""A tiny ALBERT (2 layers, hidden 128, embeddings 64, all layers shared) on the embedded
+corpus: bert_tiny's budget with ALBERT's choices, so they compare at equal tokens.
+
+ALBERT (Lan et al. 2019): factorized embeddings (E=64 projected to H=128), one set of layer
+weights shared by every layer, sentence-order prediction instead of NSP, a Unigram
+(SentencePiece-style) vocabulary (the project's uncased 8k one for this corpus), LAMB.
+"""
+
+from bert_jax.config import model_config_dict
+from bert_jax.data.tokenizer import DEFAULT_PATHS
+from configs.pretrain import bert_tiny
+
+
+def get_config():
+    config = bert_tiny.get_config()
+    config.model = model_config_dict("tiny", family="albert", vocab_size=8192,
+                                     max_position_embeddings=64, hidden_dropout=0.0,
+                                     attention_dropout=0.0)
+    config.data.tokenizer = "unigram"
+    config.data.vocab_path = DEFAULT_PATHS["unigram"]
+    config.data.sentence_task = "sop"
+    config.train.optimizer = "lamb"
+    return config
