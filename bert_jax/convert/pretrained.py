@@ -177,11 +177,41 @@ def _read_json(path: str) -> dict | None:
         return json.load(f)
 
 
+def _save_hf_tokenizer_json(tokenizer, out_dir: str, *, model_max_length: int) -> None:
+    """The project's BPE/Unigram tokenizer.json, made ready for `transformers.AutoTokenizer`:
+    a post-processor that frames text as [CLS] A [SEP] (B [SEP]) with this vocabulary's
+    role tokens, and the role names in tokenizer_config.json. (The project itself adds the
+    framing when it builds instances, and never registers the role tokens as added tokens so
+    that literal "<mask>" in corpus text stays text; an exported tokenizer is for others.)"""
+    from tokenizers import Tokenizer as HFTokenizer
+    from tokenizers import processors
+
+    hf_tok = HFTokenizer.from_file(tokenizer.path)
+    name = tokenizer.id_to_token
+    cls, sep = name(tokenizer.cls_id), name(tokenizer.sep_id)
+    hf_tok.post_processor = processors.TemplateProcessing(
+        single=f"{cls} $A {sep}", pair=f"{cls} $A {sep} $B:1 {sep}:1",
+        special_tokens=[(cls, tokenizer.cls_id), (sep, tokenizer.sep_id)])
+    hf_tok.save(os.path.join(out_dir, TOKENIZER_JSON))
+    roles = {"pad_token": name(tokenizer.pad_id), "unk_token": name(tokenizer.unk_id),
+             "cls_token": cls, "sep_token": sep, "mask_token": name(tokenizer.mask_id)}
+    if tokenizer.kind == "bpe":  # RoBERTa's names for the same tokens
+        roles.update(bos_token=cls, eos_token=sep)
+    with open(os.path.join(out_dir, "tokenizer_config.json"), "w") as f:
+        json.dump({"tokenizer_class": "PreTrainedTokenizerFast",
+                   "model_max_length": model_max_length, **roles}, f, indent=2)
+    with open(os.path.join(out_dir, "special_tokens_map.json"), "w") as f:
+        json.dump(roles, f, indent=2)
+
+
 def save_tokenizer(tokenizer, out_dir: str, *, model_max_length: int) -> None:
     """vocab.txt + the two small JSON files `transformers.AutoTokenizer` reads; an HF
     tokenizer (RoBERTa, ALBERT) as its tokenizer.json."""
     if not isinstance(tokenizer, Tokenizer):
         tokenizer.save(os.path.join(out_dir, TOKENIZER_JSON))
+        return
+    if tokenizer.kind != "wordpiece":  # the project's BPE/Unigram: a tokenizer.json
+        _save_hf_tokenizer_json(tokenizer, out_dir, model_max_length=model_max_length)
         return
     vocab = os.path.join(out_dir, "vocab.txt")
     if not (os.path.exists(vocab) and os.path.samefile(tokenizer.path, vocab)):

@@ -14,7 +14,8 @@ import pytest
 
 from bert_jax.config import ConfigError, ModelConfig
 from bert_jax.convert import (Pretrained, checkpoint_kind, convert, init_params_from,
-                              load_bert_jax, load_pretrained, names, save_bert_jax)
+                              load_bert_jax, load_pretrained, names, save_bert_jax,
+                              save_hf)
 from bert_jax.data.tokenizer import load_tokenizer
 from bert_jax.modeling.models import BertForPreTraining, init_params
 from bert_jax.training.checkpoint import Checkpointer
@@ -143,3 +144,36 @@ def test_cli_and_convert_round_trip_through_hf(export_dir, tmp_path):
                           str(tmp_path / "missing"), "--dst", str(tmp_path / "x"), "--to", "hf"],
                          capture_output=True, text=True)
     assert bad.returncode != 0 and "is not a checkpoint this package reads" in bad.stderr
+
+
+@pytest.mark.parametrize("family,kind", [("roberta", "bpe"), ("albert", "unigram")])
+def test_export_with_the_projects_bpe_and_unigram_tokenizers(tmp_path, family, kind):
+    """A RoBERTa/ALBERT trained here with the committed BPE/Unigram vocab exports a
+    tokenizer that transformers' AutoTokenizer loads: it frames text with this vocabulary's
+    [CLS]/[SEP] roles and pads with its pad id, and the model's MLM logits on those ids
+    match bert_jax's."""
+    transformers = pytest.importorskip("transformers")
+    torch = pytest.importorskip("torch")
+    from bert_jax.config import family_config
+    from bert_jax.data.tokenizer import DEFAULT_PATHS, load_tokenizer
+
+    tok = load_tokenizer(DEFAULT_PATHS[kind], kind == "unigram", kind=kind)
+    config = family_config(family, "tiny", vocab_size=tok.vocab_size, num_layers=1,
+                           max_position_embeddings=40, hidden_dropout=0.0,
+                           attention_dropout=0.0)
+    pretrained = _random(config, seed=2, tokenizer=tok)
+    out_dir = str(tmp_path / "hf")
+    save_hf(pretrained, out_dir)
+    hf_tok = transformers.AutoTokenizer.from_pretrained(out_dir)
+    texts = ["The debugger is extensible.", "A second, longer sentence of text."]
+    enc = hf_tok(texts, padding=True, return_tensors="np")
+    ids, mask = enc["input_ids"], enc["attention_mask"]
+    own_ids, _ = tok.encode_batch(texts[:1])[0]
+    np.testing.assert_array_equal(ids[0, :len(own_ids) + 2],
+                                  [tok.cls_id, *own_ids, tok.sep_id])
+    assert (ids[mask == 0] == tok.pad_id).all() and (mask == 0).any()
+    model = transformers.AutoModelForMaskedLM.from_pretrained(out_dir).eval()
+    with torch.no_grad():
+        ref = model(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask)).logits
+    ours = np.asarray(pretrained(ids, attention_mask=mask)["mlm_logits"])
+    np.testing.assert_allclose(ours[mask == 1], ref.numpy()[mask == 1], atol=1e-5)
