@@ -39,16 +39,31 @@ def print_fill_in_examples(par, params, batch: dict, base_key, tokenizer, num: i
         shown += 1
         length = int(np.asarray(batch["attention_mask"][b]).sum())
         positions = out["masked_positions"][b][weights > 0]
-        tokens = [tokenizer.id_to_token(int(i)) for i in batch["input_ids"][b][:length]]
+        tokens = [_piece(tokenizer, i) for i in batch["input_ids"][b][:length]]
         for k, pos in enumerate(positions):
             tokens[pos] = f"[__{k + 1}__]"
         print(f"\n  {_join_pieces(tokens)}", file=file)
         for k, pos in enumerate(positions):
             slot = int(np.nonzero(out["masked_positions"][b] == pos)[0][0])
-            target = tokenizer.id_to_token(int(out["masked_labels"][b][slot]))
-            guesses = [tokenizer.id_to_token(int(i)) for i in out["top_ids"][b][slot]]
+            target = _piece(tokenizer, out["masked_labels"][b][slot])
+            guesses = [_piece(tokenizer, i) for i in out["top_ids"][b][slot]]
             mark = "ok" if guesses[0] == target else "  "
             print(f"    {mark} __{k + 1}__ {target:>12} -> {' '.join(guesses)}", file=file)
+
+
+_WORD_MARK = {"bpe": "\u0120", "unigram": "\u2581"}  # byte-level "Ġ", SentencePiece "▁"
+
+
+def _piece(tokenizer, token_id) -> str:
+    """A token as people read it, WordPiece-style: a piece that continues a word is "##" +
+    its text. BPE's byte symbols ("ĠâĢĵ") and Unigram's "▁" are decoded to text."""
+    token_id = int(token_id)
+    token = tokenizer.id_to_token(token_id)
+    kind = getattr(tokenizer, "kind", "wordpiece")
+    if kind == "wordpiece" or token_id in tokenizer.special_ids:
+        return token
+    text = tokenizer.decode([token_id]).strip()  # a bare "▁" is an empty word start
+    return text if token.startswith(_WORD_MARK[kind]) else "##" + text
 
 
 def _join_pieces(tokens: list[str]) -> str:
