@@ -241,73 +241,117 @@ def _groups(candidate_L, start_L):
     return first_L, unit_L, jnp.sum(first_L), pieces_U
 
 
-def _span_starts(key, candidate_L, word_start_L, cfg: MaskingConfig):
-    """bool [L]: unit starts of the "ngram"/"span" tiling of the words (module docstring)."""
+def _span_units(key, candidate_L, word_start_L, cfg: MaskingConfig):
+    """"ngram"/"span" units (module docstring) as `_groups` returns them, plus part_end_L:
+    int [L], the pieces of a candidate's unit up to the end of its word (its prefix cost)."""
     length = candidate_L.shape[0]
     word_first_L, word_L, _, _ = _groups(candidate_L, word_start_L)
+    word_L = jnp.minimum(word_L, length - 1)
     probs = jnp.asarray(span_length_probs(cfg), jnp.float32)
     lengths_K = 1 + jax.random.choice(key, probs.shape[0], (length,), p=probs)
     # Tile k + 1 starts at word cumsum(lengths)[k]; tile 0 at word 0.
     tile_first_W = jnp.zeros((length,), bool).at[0].set(True).at[jnp.cumsum(lengths_K)].set(
         True, mode="drop")
-    return word_first_L & tile_first_W[jnp.minimum(word_L, length - 1)]
+    groups = _groups(candidate_L, word_first_L & tile_first_W[word_L])
+    unit_L = groups[1]
+    count_L = jnp.cumsum(candidate_L)  # Candidates up to and including each position.
+    word_end_W = jax.ops.segment_max(count_L, word_L, num_segments=length)
+    unit_before_U = jax.ops.segment_min(count_L, unit_L, num_segments=length) - 1
+    part_end_L = word_end_W[word_L] - unit_before_U[jnp.minimum(unit_L, length - 1)]
+    return groups, part_end_L
 
 
-def _choose_units(key, num_units, pieces_U, cost_U, budget, max_pieces):
-    """bool [L] over units: units taken greedily in random order within two budgets.
+def _choose_units(key, unit_L, num_units, pieces_U, cost_U, budget, max_pieces,
+                  part_end_L=None):
+    """bool [L]: the pieces of the units taken greedily in random order within two budgets.
 
-    A unit is taken if `cost_U` fits what is left of `budget` and `pieces_U` what is left of
+    Units are visited in a random order. Indivisible units (`part_end_L` None): a unit is
+    taken if `cost_U` fits what is left of `budget` and `pieces_U` what is left of
     `max_pieces`; one that would overflow is skipped and later ones are still tried.
-    Greedy-with-skip is sequential; it is computed in passes instead: each pass keeps the
-    untaken units that still fit both budgets (in the same order) and takes the longest
-    prefix whose cumulative cost and pieces fit. A unit a pass stops at can never fit later
-    (the budgets only shrink), so the passes take exactly the units the sequential greedy
-    takes; each pass takes at least one unit, and few passes are needed.
+    Divisible units (cost = pieces; `part_end_L` gives each piece's prefix cost up to the
+    end of its word): a unit that would overflow is cut to its longest whole-word prefix
+    that fits, or skipped if its first word does not fit, and later ones are still tried.
+
+    Sequential greedy is computed in passes instead: each pass keeps the unvisited units
+    whose smallest take (first word, or whole unit) fits the budgets, in the same order,
+    takes the longest prefix of them that fits whole, and cuts or skips the unit after it.
+    Units a pass does not reach see exactly the budgets the sequential greedy gives them,
+    and a unit that does not fit now never fits later (the budgets only shrink), so the
+    passes take exactly what the sequential greedy takes; each pass visits at least one
+    unit, and few passes are needed.
     """
     length = pieces_U.shape[0]
+    divisible = part_end_L is not None
+    unit_L = jnp.minimum(unit_L, length - 1)
+    if not divisible:
+        part_end_L = pieces_U[unit_L]
     valid_U = jnp.arange(length) < num_units
     order_U = jnp.argsort(jnp.where(valid_U, jax.random.uniform(key, (length,)), 2.0))
-    pieces_S, cost_S, valid_S = pieces_U[order_U], cost_U[order_U], valid_U[order_U]  # S: visit order.
+    # Smallest take of each unit: its first word (divisible) or all of it.
+    first_U = jax.ops.segment_min(part_end_L, unit_L, num_segments=length)
+    # S: units in visiting order.
+    pieces_S, cost_S, first_S = pieces_U[order_U], cost_U[order_U], first_U[order_U]
+    valid_S = valid_U[order_U]
+    smallest_cost_S = first_S if divisible else cost_S
 
-    def eligible(taken_S, budget, slots):
-        return valid_S & ~taken_S & (cost_S <= budget) & (pieces_S <= slots)
+    def eligible(visited_S, budget, slots):
+        return valid_S & ~visited_S & (smallest_cost_S <= budget) & (first_S <= slots)
 
     def one_pass(state):
-        taken_S, budget, slots = state
-        elig_S = eligible(taken_S, budget, slots)
-        take_S = elig_S & (jnp.cumsum(jnp.where(elig_S, cost_S, 0)) <= budget) & (
+        visited_S, taken_S, budget, slots = state  # taken_S: pieces taken of each unit.
+        elig_S = eligible(visited_S, budget, slots)
+        whole_S = elig_S & (jnp.cumsum(jnp.where(elig_S, cost_S, 0)) <= budget) & (
             jnp.cumsum(jnp.where(elig_S, pieces_S, 0)) <= slots)
-        return (taken_S | take_S, budget - jnp.sum(jnp.where(take_S, cost_S, 0)),
-                slots - jnp.sum(jnp.where(take_S, pieces_S, 0)))
+        rest_S = elig_S & ~whole_S
+        stop_S = rest_S & (jnp.cumsum(rest_S) == 1)  # The first unit that does not fit.
+        budget = budget - jnp.sum(jnp.where(whole_S, cost_S, 0))
+        slots = slots - jnp.sum(jnp.where(whole_S, pieces_S, 0))
+        taken_S = jnp.where(whole_S, pieces_S, taken_S)
+        if divisible:  # Cut the stop unit to its longest whole-word prefix that fits.
+            stop_unit = jnp.where(jnp.any(stop_S), order_U[jnp.argmax(stop_S)], length)
+            fits_L = (unit_L == stop_unit) & (part_end_L <= jnp.minimum(budget, slots))
+            cut = jnp.max(jnp.where(fits_L, part_end_L, 0))
+            taken_S = jnp.where(stop_S, cut, taken_S)
+            budget, slots = budget - cut, slots - cut
+        return visited_S | whole_S | stop_S, taken_S, budget, slots
 
     # zeros_like, not zeros: the carry must vary across devices like the data (shard_map).
-    taken_S, _, _ = jax.lax.while_loop(
-        lambda state: jnp.any(eligible(*state)), one_pass,
-        (jnp.zeros_like(valid_S), budget, jnp.full_like(budget, max_pieces)))
-    return jnp.zeros((length,), bool).at[order_U].set(taken_S)
+    init = (jnp.zeros_like(valid_S), jnp.zeros_like(pieces_S), budget,
+            jnp.full_like(budget, max_pieces))
+    _, taken_S, _, _ = jax.lax.while_loop(lambda s: jnp.any(eligible(*s[:1], *s[2:])),
+                                          one_pass, init)
+    taken_U = jnp.zeros((length,), taken_S.dtype).at[order_U].set(taken_S)
+    return part_end_L <= taken_U[unit_L]
+
+
+def _units(key, candidate_L, word_start_L, coarse_start_L, cfg: MaskingConfig):
+    """The units of `cfg.strategy`: (`_groups` output, part_end_L or None if indivisible)."""
+    if cfg.strategy == "token":
+        return _groups(candidate_L, jnp.ones_like(candidate_L)), None
+    if cfg.strategy == "coarse":
+        return _groups(candidate_L, coarse_start_L), None
+    if cfg.strategy == "whole_word":
+        return _groups(candidate_L, word_start_L), None
+    return _span_units(key, candidate_L, word_start_L, cfg)
 
 
 def _targets(key, candidate_L, word_start_L, coarse_start_L, cfg: MaskingConfig):
     """(target_L bool [L], unit_L int [L]): the chosen pieces and each piece's unit index."""
     length = candidate_L.shape[0]
     table = jnp.asarray(_num_targets_table(length, cfg.mask_rate, cfg.max_predictions))
-    if cfg.strategy == "token":
+    (_, unit_L, num_units, pieces_U), part_end_L = _units(
+        jax.random.fold_in(key, 1), candidate_L, word_start_L, coarse_start_L, cfg)
+    if cfg.strategy == "token":  # Units of one piece: a cheaper uniform draw, same law.
         target_L = _choose_tokens(key, candidate_L, table[jnp.sum(candidate_L)],
                                   cfg.max_predictions)
-        return target_L, jnp.arange(length)
-    if cfg.strategy == "coarse":
-        start_L = coarse_start_L
-    elif cfg.strategy == "whole_word":
-        start_L = word_start_L
-    else:
-        start_L = _span_starts(jax.random.fold_in(key, 1), candidate_L, word_start_L, cfg)
-    _, unit_L, num_units, pieces_U = _groups(candidate_L, start_L)
+        return target_L, unit_L
     if cfg.strategy == "coarse":
         cost_U, budget = jnp.ones_like(pieces_U), table[num_units]
     else:
         cost_U, budget = pieces_U, table[jnp.sum(candidate_L)]
-    taken_U = _choose_units(key, num_units, pieces_U, cost_U, budget, cfg.max_predictions)
-    return candidate_L & taken_U[jnp.minimum(unit_L, length - 1)], unit_L
+    taken_L = _choose_units(key, unit_L, num_units, pieces_U, cost_U, budget,
+                            cfg.max_predictions, part_end_L)
+    return candidate_L & taken_L, unit_L
 
 
 def _compact(target_L, num_slots):
@@ -343,6 +387,30 @@ def _check_inputs(cfg: MaskingConfig, word_start, coarse_start):
         raise ValueError("strategy='coarse' needs coarse_start (1 where a coarse token begins)")
 
 
+def _as_array(x):
+    return None if x is None else jnp.asarray(x)
+
+
+def _candidates(input_ids_L, attention_mask_L, cfg: MaskingConfig):
+    """bool [L]: real tokens that are not special (module docstring)."""
+    excluded = jnp.asarray(cfg.excluded_ids, jnp.int32)
+    return (jnp.asarray(attention_mask_L) == 1) & ~jnp.any(
+        jnp.asarray(input_ids_L)[:, None] == excluded[None, :], axis=-1)
+
+
+@functools.partial(jax.jit, static_argnames=("cfg",))
+def unit_ids(key, input_ids_L, attention_mask_L, word_start_L, cfg: MaskingConfig,
+             coarse_start_L=None):
+    """int32 [L]: the unit index of each candidate (L elsewhere) that `mask_example` with the
+    same arguments chooses among, for tests and analysis ("token": one unit per candidate)."""
+    _check_inputs(cfg, word_start_L, coarse_start_L)
+    choose_key = jax.random.split(key, 3)[0]
+    (_, unit_L, _, _), _ = _units(jax.random.fold_in(choose_key, 1),
+                                  _candidates(input_ids_L, attention_mask_L, cfg),
+                                  _as_array(word_start_L), _as_array(coarse_start_L), cfg)
+    return unit_L.astype(jnp.int32)
+
+
 @functools.partial(jax.jit, static_argnames=("cfg",))
 def mask_example(key, input_ids_L, attention_mask_L, word_start_L, cfg: MaskingConfig,
                  coarse_start_L=None):
@@ -350,13 +418,9 @@ def mask_example(key, input_ids_L, attention_mask_L, word_start_L, cfg: MaskingC
     _check_inputs(cfg, word_start_L, coarse_start_L)
     input_ids_L = jnp.asarray(input_ids_L, jnp.int32)
     length = input_ids_L.shape[0]
-    excluded = jnp.asarray(cfg.excluded_ids, jnp.int32)
-    candidate_L = (jnp.asarray(attention_mask_L) == 1) & ~jnp.any(
-        input_ids_L[:, None] == excluded[None, :], axis=-1)
-    as_array = lambda x: None if x is None else jnp.asarray(x)
     choose_key, action_key, random_key = jax.random.split(key, 3)
-    target_L, unit_L = _targets(choose_key, candidate_L, as_array(word_start_L),
-                                as_array(coarse_start_L), cfg)
+    target_L, unit_L = _targets(choose_key, _candidates(input_ids_L, attention_mask_L, cfg),
+                                _as_array(word_start_L), _as_array(coarse_start_L), cfg)
 
     action_L = jax.random.uniform(action_key, (length,))
     if cfg.replace_unit == "word":  # One draw per unit, shared by its pieces.
