@@ -37,22 +37,31 @@ Rules (facts from google-research/bert, ALBERT, SpanBERT and AMBERT; vectorized 
       uniformly makes the chosen lengths follow p(n), up to the cuts and the budget rule;
     - "coarse" (AMBERT, aligned coarse -> fine): the units are coarse tokens, defined like
       words with `coarse_start` in place of `word_start`.
-* Units are visited in a uniformly random order; a unit is taken if its cost still fits in
-    what is left of the budget `n` and its pieces in what is left of the P slots, and a unit
-    that would overflow is skipped while later ones are still tried (google-research/bert's
-    whole-word rule, used for every unit strategy). The cost of a unit is its piece count,
-    except for "coarse" where it is 1 (the budget counts coarse tokens). So a unit is never
-    partially masked, a unit longer than the budget is never a target, the number of
-    targets can be below `n`, and skipped overflows make chosen units slightly shorter on
-    average than drawn ones.
+* Units are visited in a uniformly random order and taken whole while they fit: a unit's
+    cost must fit in what is left of the budget `n` and its pieces in what is left of the P
+    slots. The cost of a unit is its piece count, except for "coarse" where it is 1 (the
+    budget counts coarse tokens). A unit that would overflow:
+    - "whole_word", "coarse": is skipped, and later units are still tried
+      (google-research/bert's whole-word rule);
+    - "ngram", "span": is cut to its longest whole-word prefix that fits (ALBERT shortens an
+      overflowing n-gram the same way), or skipped if its first word does not fit, and later
+      units are still tried. Cutting rather than skipping keeps long spans from being
+      under-chosen as the budget runs out; only the few cut units are shorter than drawn.
+    So a word (and a "whole_word"/"coarse" unit) is never partially masked, a word longer
+    than the budget is never a target, and the number of targets can be below `n`.
 * Each target becomes `mask_id` with probability `mask_token_prob`, a uniform random
     non-special id with probability `random_token_prob`, and stays unchanged otherwise. The
     decision is drawn per target piece (`replace_unit="piece"`) or once per chosen unit
     (`"word"`: all pieces of a word, n-gram, span or coarse token share it; for "token" a
     unit is a piece). Random ids are drawn per piece.
-* Output `masked` [B, L] is the fine-level target map (True where a target sits, whatever
-    its replacement). AMBERT contract: for "coarse", every coarse token has all or none of
-    its fine tokens masked, and a coarse token is a target iff its fine tokens are.
+* Output `masked` [B, L] is the fine-level target map: True exactly at the real slots'
+    positions, whatever each target's replacement. AMBERT contract ("coarse"): the coarse
+    tokens are the `coarse_start` groups of the candidates defined above, and each has all
+    or none of its fine tokens in `masked`; so a coarse token is masked iff `masked` is True
+    at its first fine position (equivalently at any of them), and special or padding
+    positions are never masked. The coarse-level input ids and labels are the model's to
+    build from that map; with replace_unit="word" each coarse token's 80/10/10 decision is
+    one draw shared by its fine tokens.
 """
 import dataclasses
 import functools
