@@ -254,20 +254,21 @@ def _span_units(key, candidate_L, word_start_L, cfg: MaskingConfig):
     """"ngram"/"span" units (module docstring) as `_groups` returns them, plus part_end_L:
     int [L], the pieces of a candidate's unit up to the end of its word (its prefix cost)."""
     length = candidate_L.shape[0]
+    clip = lambda index_L: jnp.minimum(index_L, length - 1)  # For gathers; L = not a candidate.
     word_first_L, word_L, _, _ = _groups(candidate_L, word_start_L)
-    word_L = jnp.minimum(word_L, length - 1)
     probs = jnp.asarray(span_length_probs(cfg), jnp.float32)
     lengths_K = 1 + jax.random.choice(key, probs.shape[0], (length,), p=probs)
     # Tile k + 1 starts at word cumsum(lengths)[k]; tile 0 at word 0.
     tile_first_W = jnp.zeros((length,), bool).at[0].set(True).at[jnp.cumsum(lengths_K)].set(
         True, mode="drop")
-    groups = _groups(candidate_L, word_first_L & tile_first_W[word_L])
+    groups = _groups(candidate_L, word_first_L & tile_first_W[clip(word_L)])
     unit_L = groups[1]
+    # Segment ops drop the out-of-range index L of non-candidates.
     count_L = jnp.cumsum(candidate_L)  # Candidates up to and including each position.
     word_end_W = jax.ops.segment_max(count_L, word_L, num_segments=length)
     unit_before_U = jax.ops.segment_min(count_L, unit_L, num_segments=length) - 1
-    part_end_L = word_end_W[word_L] - unit_before_U[jnp.minimum(unit_L, length - 1)]
-    return groups, part_end_L
+    part_end_L = word_end_W[clip(word_L)] - unit_before_U[clip(unit_L)]
+    return groups, jnp.where(candidate_L, part_end_L, 0)
 
 
 def _choose_units(key, unit_L, num_units, pieces_U, cost_U, budget, max_pieces,
@@ -291,9 +292,9 @@ def _choose_units(key, unit_L, num_units, pieces_U, cost_U, budget, max_pieces,
     """
     length = pieces_U.shape[0]
     divisible = part_end_L is not None
-    unit_L = jnp.minimum(unit_L, length - 1)
+    gather_L = jnp.minimum(unit_L, length - 1)  # unit_L is L off the candidates.
     if not divisible:
-        part_end_L = pieces_U[unit_L]
+        part_end_L = pieces_U[gather_L]
     valid_U = jnp.arange(length) < num_units
     order_U = jnp.argsort(jnp.where(valid_U, jax.random.uniform(key, (length,)), 2.0))
     # Smallest take of each unit: its first word (divisible) or all of it.
@@ -317,7 +318,7 @@ def _choose_units(key, unit_L, num_units, pieces_U, cost_U, budget, max_pieces,
         slots = slots - jnp.sum(jnp.where(whole_S, pieces_S, 0))
         taken_S = jnp.where(whole_S, pieces_S, taken_S)
         if divisible:  # Cut the stop unit to its longest whole-word prefix that fits.
-            stop_unit = jnp.where(jnp.any(stop_S), order_U[jnp.argmax(stop_S)], length)
+            stop_unit = jnp.where(jnp.any(stop_S), order_U[jnp.argmax(stop_S)], -1)
             fits_L = (unit_L == stop_unit) & (part_end_L <= jnp.minimum(budget, slots))
             cut = jnp.max(jnp.where(fits_L, part_end_L, 0))
             taken_S = jnp.where(stop_S, cut, taken_S)
@@ -327,10 +328,10 @@ def _choose_units(key, unit_L, num_units, pieces_U, cost_U, budget, max_pieces,
     # zeros_like, not zeros: the carry must vary across devices like the data (shard_map).
     init = (jnp.zeros_like(valid_S), jnp.zeros_like(pieces_S), budget,
             jnp.full_like(budget, max_pieces))
-    _, taken_S, _, _ = jax.lax.while_loop(lambda s: jnp.any(eligible(*s[:1], *s[2:])),
-                                          one_pass, init)
+    _, taken_S, _, _ = jax.lax.while_loop(
+        lambda state: jnp.any(eligible(state[0], state[2], state[3])), one_pass, init)
     taken_U = jnp.zeros((length,), taken_S.dtype).at[order_U].set(taken_S)
-    return part_end_L <= taken_U[unit_L]
+    return (unit_L < length) & (part_end_L <= taken_U[gather_L])
 
 
 def _units(key, candidate_L, word_start_L, coarse_start_L, cfg: MaskingConfig):
