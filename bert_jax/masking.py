@@ -88,8 +88,9 @@ class MaskingConfig:
         mask_token_prob: probability that a target is replaced by `mask_id`.
         random_token_prob: probability that a target is replaced by a random non-special id;
             with probability 1 - mask_token_prob - random_token_prob it is kept.
-        whole_word: alias of `strategy="whole_word"`; normalised to `strategy ==
-            "whole_word"` (so both spellings give equal, equally hashed configs).
+        whole_word: input alias: True sets `strategy="whole_word"` and is then stored as
+            False, so both spellings give equal configs and `dataclasses.replace` can change
+            the strategy; read `strategy`.
         strategy: one of STRATEGIES: "token", "whole_word", "ngram" (ALBERT), "span"
             (SpanBERT) or "coarse" (AMBERT); see the module docstring.
         max_ngram: "ngram": longest n-gram in words (p(n) proportional to 1/n).
@@ -149,7 +150,7 @@ class MaskingConfig:
                              "alias of strategy='whole_word'); drop whole_word")
         if self.whole_word:
             object.__setattr__(self, "strategy", "whole_word")
-        object.__setattr__(self, "whole_word", self.strategy == "whole_word")
+            object.__setattr__(self, "whole_word", False)
         if self.replace_unit not in REPLACE_UNITS:
             raise ValueError(
                 f"replace_unit must be one of {REPLACE_UNITS}, got {self.replace_unit!r}")
