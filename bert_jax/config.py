@@ -17,6 +17,8 @@ from typing import Any
 
 import ml_collections
 
+from bert_jax import masking as masking_lib
+
 # Google's released BERTs (github.com/google-research/bert): name -> (layers, hidden).
 # Heads are hidden / 64 and the feed-forward width is 4 * hidden in all of them.
 SIZES: dict[str, tuple[int, int]] = {
@@ -254,7 +256,23 @@ def default_pretrain_config() -> ml_collections.ConfigDict:
     c.masking.max_predictions_per_seq = 20  # static number of prediction slots per sequence
     c.masking.mask_token_prob = 0.8       # a target becomes [MASK] ...
     c.masking.random_token_prob = 0.1     # ... or a random token; else it is kept
-    c.masking.whole_word = False          # mask all WordPiece pieces of a word together
+    # Which tokens are targets (bert_jax/masking.py states the rules exactly):
+    # "token" (BERT), "whole_word" (all pieces of a word), "ngram" (ALBERT: 1..max_ngram
+    # whole words, p(n) ~ 1/n), "span" (SpanBERT: geometric lengths in words), or "coarse"
+    # (AMBERT: 15% of coarse tokens, all their pieces; batches must carry `coarse_start`).
+    c.masking.strategy = "token"
+    c.masking.max_ngram = 3               # ngram: longest n-gram, in words
+    c.masking.span_p = 0.2                # span: lengths ~ Geometric(span_p) in words ...
+    c.masking.max_span = 10               # ... truncated at max_span (mean 3.8 words)
+    c.masking.replace_unit = "piece"      # 80/10/10 drawn per "piece", or per chosen "word"
+                                          # (word, n-gram, span or coarse token)
+    # False: new masks every step (dynamic, as RoBERTa). True: static masks, as
+    # google-research/bert's pre-masked data: dataset row r in epoch e is masked with a key
+    # of (r, e % dupe_factor) only. data.dupe_factor already makes that many differently
+    # segmented copies of each document, each with its own mask, so masking.dupe_factor=1
+    # is google-research/bert's setting; > 1 remasks a row every epoch for that many epochs.
+    c.masking.static = False
+    c.masking.dupe_factor = 1             # static: a row's mask repeats every dupe_factor epochs
 
     c.train = ml_collections.ConfigDict()
     c.train.num_steps = 1_000_000       # optimizer steps
@@ -327,6 +345,14 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int, process_cou
     if not 1 <= m.max_predictions_per_seq <= d.max_seq_len:
         raise ConfigError(f"masking.max_predictions_per_seq must be in [1, data.max_seq_len], "
                           f"got {m.max_predictions_per_seq}")
+    try:  # The masking fields; the tokenizer's ids are not needed to check them.
+        masking_lib.config_from(m, vocab_size=model.vocab_size, mask_id=0, special_ids=())
+    except ValueError as err:
+        raise ConfigError(f"masking.{err}") from None
+    if m.strategy == "coarse":
+        raise ConfigError("masking.strategy='coarse' needs batches with coarse_start (AMBERT's "
+                          "phrase boundaries), which data/pipeline.py does not make yet; "
+                          "pick another masking.strategy")
     if not model.mlm_head:
         raise ConfigError("pretraining needs the MLM head; set model.mlm_head=True")
     from bert_jax.data.instances import sentence_task  # data owns its own fields

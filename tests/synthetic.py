@@ -25,6 +25,8 @@ def batch(batch_size=16, seq_len=32, seed=0, min_len=10):
     ids *= mask
     return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types,
             "word_start": mask.copy(),
+            "example_index": np.arange(batch_size, dtype=np.int32) + seed * batch_size,
+            "epoch": np.zeros(batch_size, np.int32),
             "next_sentence_label": rng.integers(0, 2, batch_size).astype(np.int32)}
 
 

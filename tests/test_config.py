@@ -75,6 +75,14 @@ def test_contract_fields_exist():
     ("train.parallel", "pjit", 1, "train.parallel"),
     ("masking.max_predictions_per_seq", 0, 1, "masking.max_predictions_per_seq"),
     ("model.dtype", "float64", 1, "model.dtype"),
+    ("masking.strategy", "bpe", 1, "masking.strategy"),
+    ("masking.strategy", "coarse", 1, "masking.strategy"),  # No pipeline makes coarse_start.
+    ("masking.replace_unit", "span", 1, "masking.replace_unit"),
+    ("masking.max_ngram", 0, 1, "masking.max_ngram"),
+    ("masking.span_p", 0.0, 1, "masking.span_p"),
+    ("masking.max_span", 0, 1, "masking.max_span"),
+    ("masking.dupe_factor", 0, 1, "masking.dupe_factor"),
+    ("masking.mask_rate", 1.5, 1, "masking.mask_rate"),
 ])
 def test_bad_values_name_their_field(path, value, devices, message):
     config = bert_base.get_config()

@@ -7,6 +7,9 @@ Batch format (one dict per step, numpy, this process's rows only):
   next_sentence_label [B]    int32  0 = actual next, 1 = random next (always 0 when data.sentence_task=none;
                                     sop: 0 = in order, 1 = swapped)
   word_start          [B, L] int32  1 at word starts and special tokens, else 0
+  example_index       [B]    int32  the row's index into the instance arrays (its identity)
+  epoch               [B]    int32  the epoch (pass over the instances) the row is read in;
+                                    static masking keys on (example_index, epoch)
 
 Order: one seeded global permutation of the instances per epoch (a new one every epoch),
 repeated forever, read as one global stream; global batch s is stream rows
@@ -109,8 +112,20 @@ def to_model_batch(rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     }
 
 
-def _gather(source: InstanceSource, indices: np.ndarray) -> dict[str, np.ndarray]:
-    return to_model_batch(source[np.asarray(indices)])
+def _gather(source: InstanceSource, indices: np.ndarray, epoch=0) -> dict[str, np.ndarray]:
+    indices = np.asarray(indices)
+    batch = to_model_batch(source[indices])
+    batch["example_index"] = indices.astype(np.int32)
+    batch["epoch"] = np.broadcast_to(np.asarray(epoch, np.int32), indices.shape).copy()
+    return batch
+
+
+def _gather_train(source: InstanceSource, process_index: int, process_count: int, k: int,
+                  indices: np.ndarray) -> dict[str, np.ndarray]:
+    """This process's k-th batch: global block k*P + p of the stream, rows of it in epochs."""
+    block = k * process_count + process_index
+    stream_B = block * len(indices) + np.arange(len(indices))  # Positions in the stream.
+    return _gather(source, indices, epoch=stream_B // len(source))
 
 
 def _load(data_cfg, split: str, seed: int) -> InstanceSource:
@@ -148,7 +163,8 @@ def make_train_iterator(data_cfg, *, seed: int, global_batch_size: int, process_
     ds = grain.MapDataset.range(len(source)).shuffle(seed=_derive_seed(seed, 1)).repeat()
     # The global stream cut into blocks of B rows: block s*P + p is process p's part of step s.
     ds = ds.batch(local)[process_index::process_count]
-    ds = ds.map(functools.partial(_gather, source))
+    ds = ds.map_with_index(
+        functools.partial(_gather_train, source, process_index, process_count))
     # Threads only prefetch (each batch is mostly GIL-bound numpy); a short buffer bounds memory.
     ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=2, prefetch_buffer_size=4))
     if data_cfg.worker_count > 0:

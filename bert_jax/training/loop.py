@@ -21,7 +21,7 @@ import numpy as np
 from bert_jax import config as config_lib
 from bert_jax.data.pipeline import make_eval_batches, make_train_iterator
 from bert_jax.data.tokenizer import load_tokenizer
-from bert_jax.masking import MaskingConfig
+from bert_jax.masking import MaskingConfig, config_from as masking_config_from
 from bert_jax.metrics.plots import plot_metrics
 from bert_jax.metrics.progress import ProgressBar
 from bert_jax.metrics.writers import MetricsWriter, write_config
@@ -76,12 +76,8 @@ class _StopRequest:
 
 
 def masking_config(config, tokenizer) -> MaskingConfig:
-    m = config.masking
-    return MaskingConfig(vocab_size=tokenizer.vocab_size, mask_id=tokenizer.mask_id,
-                         special_ids=tuple(tokenizer.special_ids), mask_rate=m.mask_rate,
-                         max_predictions=m.max_predictions_per_seq,
-                         mask_token_prob=m.mask_token_prob,
-                         random_token_prob=m.random_token_prob, whole_word=m.whole_word)
+    return masking_config_from(config.masking, vocab_size=tokenizer.vocab_size,
+                               mask_id=tokenizer.mask_id, special_ids=tokenizer.special_ids)
 
 
 class Evaluator:

@@ -8,8 +8,11 @@ batch: 1 device and 8 devices give the same numbers up to summation order.
 
 Keys: the run's `base_key` is split once into a masking key and a dropout key. Example i of
 the global batch at step s is masked with fold_in(fold_in(mask_key, s), i) (masking.py), so
-masks depend neither on the device count nor on where the example sits; dropout draws per
-device from fold_in(fold_in(dropout_key, s), device index).
+masks depend neither on the device count nor on where the example sits. With static masking
+(cfg.masking.static) training masks use fold_in(fold_in(mask_key, epoch % dupe_factor), row)
+instead, from the batch's `epoch` and `example_index`: a row's mask ignores the step and
+repeats every dupe_factor epochs. Evaluation always uses the dynamic form at the fixed step
+EVAL_STEP. Dropout draws per device from fold_in(fold_in(dropout_key, s), device index).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from jax import lax
 
 from bert_jax import losses
 from bert_jax.config import ModelConfig
-from bert_jax.masking import MaskingConfig, example_keys, mask_tokens
+from bert_jax.masking import MaskingConfig, example_keys, mask_tokens, static_example_keys
 from bert_jax.modeling.models import BertForPreTraining
 
 AXIS = "batch"
@@ -68,11 +71,15 @@ def _global_example_index(local_batch: int):
     return lax.axis_index(AXIS) * local_batch + jnp.arange(local_batch)
 
 
-def _masked_batch(batch, key, step, cfg: StepConfig):
-    local_batch = batch["input_ids"].shape[0]
-    keys_B = example_keys(key, step, _global_example_index(local_batch))
+def _masked_batch(batch, key, step, cfg: StepConfig, *, train: bool = True):
+    """Masks this device's rows; static keys for training when cfg.masking.static."""
+    m = cfg.masking
+    if m.static and train:
+        keys_B = static_example_keys(key, batch["example_index"], batch["epoch"], m.dupe_factor)
+    else:
+        keys_B = example_keys(key, step, _global_example_index(batch["input_ids"].shape[0]))
     return mask_tokens(keys_B, batch["input_ids"], batch["attention_mask"], batch["word_start"],
-                       cfg.masking)
+                       m, batch.get("coarse_start"))
 
 
 def _losses(params, batch, masked, cfg: StepConfig, *, dropout_key, counts):
@@ -126,7 +133,9 @@ def train_step(state: TrainState, batch, base_key, cfg: StepConfig):
     """One optimizer step on this device's slice of the batch.
 
     batch: int32 `input_ids`, `attention_mask`, `token_type_ids`, `word_start` [b, L] and
-    `next_sentence_label` [b]. Returns (new state, metrics), metrics identical on all devices.
+    `next_sentence_label` [b]; with static masking also `example_index` and `epoch` [b], with
+    coarse masking also `coarse_start` [b, L]. Returns (new state, metrics), metrics
+    identical on all devices.
     """
     mask_key, dropout_key = jax.random.split(base_key)
     masked = _masked_batch(batch, mask_key, state.step, cfg)
@@ -166,7 +175,7 @@ def eval_step(params, batch, base_key, cfg: StepConfig):
     Eval masks use the fixed step EVAL_STEP, so every evaluation scores the same targets.
     """
     mask_key, _ = jax.random.split(base_key)
-    masked = _masked_batch(batch, mask_key, EVAL_STEP, cfg)
+    masked = _masked_batch(batch, mask_key, EVAL_STEP, cfg, train=False)
     counts = {"mlm": jnp.float32(1.0), "sentence": jnp.float32(1.0)}
     _, sums = _losses(params, batch, masked, cfg, dropout_key=None, counts=counts)
     sums = lax.psum(sums, AXIS)
@@ -176,7 +185,7 @@ def eval_step(params, batch, base_key, cfg: StepConfig):
 def eval_predictions(params, batch, base_key, cfg: StepConfig, top_k: int = 5):
     """Top-k MLM predictions at the eval masks (for the fill-in-the-blank printout)."""
     mask_key, _ = jax.random.split(base_key)
-    masked = _masked_batch(batch, mask_key, EVAL_STEP, cfg)
+    masked = _masked_batch(batch, mask_key, EVAL_STEP, cfg, train=False)
     out = BertForPreTraining(cfg.model).apply(
         {"params": params}, masked["input_ids"], batch["attention_mask"],
         batch["token_type_ids"], masked["masked_positions"], deterministic=True)

@@ -28,7 +28,7 @@ def assert_same(xs, ys):
 def test_batch_format(make_cfg):
     b = next(pipeline.make_train_iterator(make_cfg(), seed=0, global_batch_size=8))
     assert set(b) == {"input_ids", "attention_mask", "token_type_ids", "next_sentence_label",
-                      "word_start"}
+                      "word_start", "example_index", "epoch"}
     assert all(type(v) is np.ndarray and v.dtype == np.int32 for v in b.values())
     assert b["input_ids"].shape == b["attention_mask"].shape == (8, 32)
     assert b["next_sentence_label"].shape == (8,)
@@ -56,6 +56,25 @@ def test_every_epoch_is_a_new_permutation(make_cfg):
     key = lambda r: r.tobytes()
     assert sorted(map(key, epoch0)) == sorted(map(key, epoch1))  # Same instances...
     assert not np.array_equal(epoch0, epoch1)  # ...in a new order.
+
+
+def test_example_index_and_epoch_name_the_row_and_its_pass(make_cfg):
+    """Static masking keys on them: each row is its instance, each epoch a full pass."""
+    cfg = make_cfg()
+    from bert_jax.data import instances
+    stored = instances.load_instances(cfg, "train", seed=0)
+    n = len(stored["length"])
+    batches = take(pipeline.make_train_iterator(cfg, seed=0, global_batch_size=8),
+                   -(-2 * n // 8) + 1)
+    index = np.concatenate([b["example_index"] for b in batches])
+    epoch = np.concatenate([b["epoch"] for b in batches])
+    np.testing.assert_array_equal(rows(batches), stored["input_ids"][index].astype(np.int32))
+    np.testing.assert_array_equal(epoch, np.arange(len(index)) // n)
+    for e in (0, 1):  # Every instance exactly once per epoch.
+        np.testing.assert_array_equal(np.sort(index[epoch == e]), np.arange(n))
+    evals = pipeline.make_eval_batches(cfg, seed=0, batch_size=4, num_batches=2)
+    assert [b["example_index"].tolist() for b in evals] == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    assert all((b["epoch"] == 0).all() for b in evals)
 
 
 def test_process_shards_concatenate_to_the_global_batch(make_cfg):

@@ -1,5 +1,6 @@
 """The per-device step: loss scale, learning, device-count and backend invariance."""
 
+import dataclasses
 import functools
 
 import jax
@@ -9,6 +10,7 @@ import pytest
 from bert_jax.modeling.models import BertForPreTraining, init_params
 from bert_jax.training.optimizer import make_optimizer
 from bert_jax.training.parallel import Parallel
+from bert_jax.training import step as step_lib
 from bert_jax.training.step import TrainState
 from tests import synthetic
 
@@ -98,3 +100,35 @@ def test_nonfinite_step_is_skipped_and_counted():
     assert int(state.step) == 1
     after = jax.tree.map(np.asarray, (state.params, state.opt_state))
     jax.tree.map(lambda a, b: np.testing.assert_array_equal(a, b), before, after)
+
+
+def _step_masks(batch, step, masking_cfg, train=True):
+    """`_masked_batch` on one device (vmap provides the "batch" axis): the `masked` map."""
+    cfg = dataclasses.replace(synthetic.step_config(), masking=masking_cfg)
+    one_device = jax.tree.map(lambda x: np.asarray(x)[None], batch)
+    fn = lambda b: step_lib._masked_batch(b, jax.random.key(5), step, cfg, train=train)
+    return np.asarray(jax.vmap(fn, axis_name=step_lib.AXIS)(one_device)["masked"][0])
+
+
+def test_static_masks_follow_row_and_epoch_not_step_or_place():
+    batch = synthetic.batch(batch_size=16, seq_len=32)
+    static = dataclasses.replace(synthetic.step_config().masking, static=True, dupe_factor=2,
+                                 mask_rate=0.3)
+    first = _step_masks(batch, 3, static)
+    np.testing.assert_array_equal(_step_masks(batch, 11, static), first)  # Any step.
+    order = np.random.default_rng(0).permutation(16)  # Another place in the batch.
+    moved = jax.tree.map(lambda x: x[order], batch)
+    np.testing.assert_array_equal(_step_masks(moved, 3, static), first[order])
+    later = dict(batch, epoch=batch["epoch"] + 2)  # dupe_factor epochs later: the same.
+    np.testing.assert_array_equal(_step_masks(later, 3, static), first)
+    other = dict(batch, epoch=batch["epoch"] + 1)
+    assert np.all(_step_masks(other, 3, static) == first, axis=1).mean() < 0.25
+    # Dynamic masks change with the step; eval masks (EVAL_STEP) ignore the epoch.
+    dynamic = dataclasses.replace(static, static=False)
+    assert np.all(_step_masks(batch, 3, dynamic) == _step_masks(batch, 11, dynamic),
+                  axis=1).mean() < 0.25
+    eval_masks = _step_masks(batch, step_lib.EVAL_STEP, static, train=False)
+    np.testing.assert_array_equal(
+        _step_masks(other, step_lib.EVAL_STEP, static, train=False), eval_masks)
+    np.testing.assert_array_equal(
+        _step_masks(batch, step_lib.EVAL_STEP, dynamic, train=False), eval_masks)
