@@ -24,6 +24,7 @@ def get_config(size: str = "base"):
     config.data.sentence_task = "sop"
     config.data.max_seq_len = 512
     config.masking.max_predictions_per_seq = 20  # google-research/albert's default
+    config.masking.strategy = "ngram"  # whole-word n-grams, n <= 3, p(n) ~ 1/n
     config.train.optimizer = "lamb"
     config.train.num_steps = 125_000
     config.train.batch_size = 4096

@@ -2,7 +2,7 @@
 corpus: bert_tiny's budget with ALBERT's choices, so they compare at equal tokens.
 
 ALBERT (Lan et al. 2019): factorized embeddings (E=64 projected to H=128), one set of layer
-weights shared by every layer, sentence-order prediction instead of NSP, a Unigram
+weights shared by every layer, sentence-order prediction instead of NSP, n-gram masking (n <= 3), a Unigram
 (SentencePiece-style) vocabulary (the project's uncased 8k one for this corpus), LAMB.
 """
 
@@ -19,5 +19,6 @@ def get_config():
     config.data.tokenizer = "unigram"
     config.data.vocab_path = DEFAULT_PATHS["unigram"]
     config.data.sentence_task = "sop"
+    config.masking.strategy = "ngram"  # whole-word n-grams, n <= 3, p(n) ~ 1/n
     config.train.optimizer = "lamb"
     return config
