@@ -176,7 +176,7 @@ def test_every_tokenizer_and_task(make_cfg, kind, fields):
                    lowercase=lowercase, **fields)
     b = next(pipeline.make_train_iterator(cfg, seed=0, global_batch_size=64))
     assert set(b) == {"input_ids", "attention_mask", "token_type_ids", "next_sentence_label",
-                      "word_start"}
+                      "word_start", "example_index", "epoch"}
     assert all(type(v) is np.ndarray and v.dtype == np.int32 for v in b.values())
     assert b["input_ids"].shape == b["word_start"].shape == (64, 32)
     ids, real = b["input_ids"], b["attention_mask"].astype(bool)
@@ -185,7 +185,7 @@ def test_every_tokenizer_and_task(make_cfg, kind, fields):
     assert (ids[~real] == tok.pad_id).all() and not (ids[real] == tok.pad_id).any()
     assert not np.isin(ids[:, 1:][real[:, 1:]], [tok.cls_id, tok.mask_id, tok.unk_id]).any()
     seps = (ids == tok.sep_id).sum(1)
-    if fields.get("nsp", True):  # [CLS] A [SEP] B [SEP]; about half the labels are 1.
+    if fields["sentence_task"] != "none":  # [CLS] A [SEP] B [SEP]; about half the labels are 1.
         assert (seps == 2).all() and 0.2 < b["next_sentence_label"].mean() < 0.8
         assert b["token_type_ids"].any()
     else:  # One segment; a [SEP] inside only between documents, with full_sentences.
