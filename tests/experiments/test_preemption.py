@@ -44,7 +44,13 @@ def test_interrupted_run_resumes_exactly(config_file, reference, tmp_path, sig):
     else:  # finishes the step in flight, saves it, exits 0 with a message
         assert proc.returncode == 0, out[-2000:]
         assert f"{sig.name} received: saved step" in out
-    assert runs.rows(workdir)[-1]["step"] < NUM_STEPS
+    stopped_at = runs.rows(workdir)[-1]["step"]
+    assert stopped_at < NUM_STEPS
     out = runs.finish(runs.start(config_file, workdir))
     assert "resumed from the checkpoint at step" in out
-    assert runs.rows(workdir, "train") == reference
+    resumed_at = int(out.split("resumed from the checkpoint at step ")[1].split()[0])
+    rows = runs.rows(workdir, "train")
+    assert rows == reference
+    print(f"  killed at step {stopped_at}, resumed from checkpoint step {resumed_at}; "
+          f"{len(rows)} train rows x {len(rows[0])} values equal the uninterrupted run's "
+          f"exactly (losses {rows[0]['loss']:.6f} ... {rows[-1]['loss']:.6f})")
