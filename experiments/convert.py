@@ -27,11 +27,12 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     logging.set_verbosity(logging.WARNING)  # JAX's backend probing is INFO chatter
     from bert_jax.convert import convert  # after flags: --help stays fast
+    from bert_jax.training.checkpoint import CheckpointReadError
 
     try:
         out = convert(_SRC.value, _DST.value, _TO.value)
-    except (FileNotFoundError, ValueError) as err:  # ConversionError, ConfigError included
-        sys.exit(f"error: {err}")
+    except (FileNotFoundError, ValueError, CheckpointReadError) as err:  # ValueError covers
+        sys.exit(f"error: {err}")                                        # Conversion/ConfigError
     print(f"wrote {_TO.value} checkpoint to {out}")
 
 

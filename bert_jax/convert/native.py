@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import os
 
 import jax
@@ -102,37 +101,36 @@ def load_bert_jax(path: str, **overrides) -> Pretrained:
 
 
 def _restore_newest(steps_dir: str) -> tuple[dict, dict]:
-    """(ModelConfig fields, params) of the newest readable step; older steps are the
-    fallback for an unreadable newest one, as in training/checkpoint.py."""
+    """(ModelConfig fields, params) of the newest readable step, with the training loop's
+    fallback rule (training/checkpoint.py)."""
     import orbax.checkpoint as ocp
+
+    from bert_jax.training.checkpoint import restore_newest_readable
 
     handlers = {"state": ocp.PyTreeCheckpointHandler(), "meta": ocp.JsonCheckpointHandler(),
                 "data": ocp.JsonCheckpointHandler()}
     manager = ocp.CheckpointManager(os.path.abspath(steps_dir), item_handlers=handlers)
-    errors = []
+
+    def read(step):
+        tree = manager.item_metadata(step)["state"].tree
+        # Only the params: a numpy target with partial_restore skips the optimizer state
+        # (twice the params again for Adam) and the device placement.
+        target = {"params": jax.tree.map(lambda m: np.zeros(m.shape, m.dtype),
+                                         tree["params"])}
+        restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), target)
+        restored = manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.PyTreeRestore(item=target, restore_args=restore_args,
+                                         partial_restore=True),
+            meta=ocp.args.JsonRestore()))
+        return restored["meta"]["model"], restored["state"]["params"]
+
     try:
-        for step in sorted(manager.all_steps(), reverse=True):
-            try:
-                tree = manager.item_metadata(step)["state"].tree
-                # Only the params: a numpy target with partial_restore skips the optimizer
-                # state (twice the params again for Adam) and the device placement.
-                target = {"params": jax.tree.map(lambda m: np.zeros(m.shape, m.dtype),
-                                                 tree["params"])}
-                restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray),
-                                            target)
-                restored = manager.restore(step, args=ocp.args.Composite(
-                    state=ocp.args.PyTreeRestore(item=target, restore_args=restore_args,
-                                                 partial_restore=True),
-                    meta=ocp.args.JsonRestore()))
-            except Exception as err:  # noqa: BLE001 - any unreadable step falls back
-                logging.warning("checkpoint step %d in %s is unreadable (%s: %s)", step,
-                                steps_dir, type(err).__name__, str(err)[:200])
-                errors.append(step)
-                continue
-            return restored["meta"]["model"], restored["state"]["params"]
+        found = restore_newest_readable(sorted(manager.all_steps()), steps_dir, read)
     finally:
         manager.close()
-    raise FileNotFoundError(f"no readable checkpoint step in {steps_dir} (tried {errors})")
+    if found is None:
+        raise FileNotFoundError(f"no checkpoint step in {steps_dir}")
+    return found
 
 
 def _workdir_tokenizer(workdir: str):

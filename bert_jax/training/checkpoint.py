@@ -66,40 +66,19 @@ class Checkpointer:
 
         Returns (state, data_state, step), or None when the directory has no steps. Raises
         ConfigError when the checkpoint was written for another model architecture, and
-        CheckpointReadError when there are steps but none can be read: starting from scratch
-        would let later saves delete them, and an unreadable step is often a storage hiccup
-        (an unmounted network disk), not a lost one.
+        CheckpointReadError when there are steps but none can be read (see
+        `restore_newest_readable`).
         """
-        steps = self.all_steps()
-        failures = []
-        for i, step in enumerate(reversed(steps)):
-            try:
-                meta = self._manager.restore(step, args=ocp.args.Composite(
-                    meta=ocp.args.JsonRestore()))["meta"]
-            except Exception as err:  # noqa: BLE001 - any unreadable step falls back
-                failures.append((step, err))
-                self._warn_fallback(step, steps[:len(steps) - 1 - i], err)
-                continue
+        def read(step):
+            meta = self._manager.restore(step, args=ocp.args.Composite(
+                meta=ocp.args.JsonRestore()))["meta"]
             _check_same_model(meta, model, self.directory, step)
             target = jax.tree.map(ocp.utils.to_shape_dtype_struct, _arrays(state_like))
-            try:
-                restored = self._manager.restore(step, args=ocp.args.Composite(
-                    state=ocp.args.StandardRestore(target), data=ocp.args.JsonRestore()))
-            except Exception as err:  # noqa: BLE001
-                failures.append((step, err))
-                self._warn_fallback(step, steps[:len(steps) - 1 - i], err)
-                continue
-            state = state_like.replace(**restored["state"])
-            return state, restored["data"], step
-        if failures:
-            detail = "; ".join(f"step {s}: {type(e).__name__}: {str(e)[:150]}"
-                               for s, e in failures[:3])
-            raise CheckpointReadError(
-                f"none of the checkpoints in {self.directory} (steps "
-                f"{', '.join(map(str, steps))}) can be read ({detail}). Nothing was changed. "
-                "If their storage is reachable and they are damaged for good, move that "
-                "directory away to start from scratch, or use a new --workdir.")
-        return None
+            restored = self._manager.restore(step, args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(target), data=ocp.args.JsonRestore()))
+            return state_like.replace(**restored["state"]), restored["data"], step
+
+        return restore_newest_readable(self.all_steps(), self.directory, read)
 
     def wait(self):
         with self._reporting_failures():
@@ -127,12 +106,36 @@ class Checkpointer:
                 f"{str(err)[:300]}); {kept}. Free disk space (or move the workdir) and run the "
                 f"same command again {resume}.") from err
 
-    def _warn_fallback(self, step, earlier, err):
-        nxt = earlier[-1] if earlier else None
-        logging.warning("checkpoint step %d in %s is unreadable (%s: %s); %s", step,
-                        self.directory, type(err).__name__, str(err)[:200],
-                        f"falling back to step {nxt}" if nxt is not None else
-                        "no earlier step")
+
+
+def restore_newest_readable(steps: list[int], directory: str, read):
+    """`read(step)` for the newest step it succeeds on; an unreadable step falls back to the
+    previous one with a warning naming both. A ConfigError (the step is readable but belongs
+    to another model) is raised as is. Returns None when there are no steps, and raises
+    CheckpointReadError when none can be read: starting from scratch would let later saves
+    delete them, and an unreadable step is often a storage hiccup (an unmounted network
+    disk), not a lost one."""
+    failures = []
+    for i, step in enumerate(reversed(steps)):
+        try:
+            return read(step)
+        except ConfigError:
+            raise
+        except Exception as err:  # noqa: BLE001 - any unreadable step falls back
+            failures.append((step, err))
+            earlier = steps[:len(steps) - 1 - i]
+            logging.warning("checkpoint step %d in %s is unreadable (%s: %s); %s", step,
+                            directory, type(err).__name__, str(err)[:200],
+                            f"falling back to step {earlier[-1]}" if earlier else
+                            "no earlier step")
+    if not failures:
+        return None
+    detail = "; ".join(f"step {s}: {type(e).__name__}: {str(e)[:150]}" for s, e in failures[:3])
+    raise CheckpointReadError(
+        f"none of the checkpoints in {directory} (steps {', '.join(map(str, steps))}) can be "
+        f"read ({detail}). Nothing was changed. If their storage is reachable and they are "
+        "damaged for good, move that directory away to start from scratch, or use a new "
+        "--workdir.")
 
 
 def _arrays(state) -> dict:
