@@ -242,7 +242,10 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
         """Waits for an earlier step (the device already has the next one queued), so the
         host stays one step ahead: no per-step stall, no unbounded run-ahead. Reads its
         NaN/Inf flag: the device skipped that update; the policy says go on or stop."""
-        nonlocal scalars
+        nonlocal scalars, stop_all
+        done_metrics = dict(done_metrics)
+        requested = float(done_metrics.pop("stop")) > 0  # control, not a metric
+        stop_all = stop_all or requested
         logged = done_step % tc.log_every == 0 or done_step == tc.num_steps
         if logged:
             shown = log_train(done_step, done_metrics)
@@ -266,9 +269,14 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
                 "update skipped (train.nonfinite=skip)")
         progress.update(done_step, **scalars)
 
+    # A SIGTERM/SIGINT reaches the processes of a multi-host run at different moments, so
+    # each sends its flag through the next step (a max over all devices) and all of them stop
+    # after the step whose result says so: the same step everywhere, then one collective save.
+    stop_all = False
     with _StopRequest() as stop:
         while step < tc.num_steps:
             batch = next(data_it)
+            batch["stop"] = np.full(len(batch["input_ids"]), stop.signal is not None, np.int32)
             state, metrics = par.train(state, par.shard_batch(batch), base_key)
             step += 1
             if previous is not None:
@@ -278,16 +286,17 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
                 save(step)
             if tc.eval_every and step % tc.eval_every == 0 and step != tc.num_steps:
                 eval_metrics = run_eval(step)
-            if stop.signal is not None:
+            if stop_all:
                 break
         if previous is not None:
             finish(*previous)
         progress.close()
-        if stop.signal is not None and step < tc.num_steps:
+        if stop_all and step < tc.num_steps:
             save(step, force=True)
             checkpointer.close()
             writer.close()
-            say(f"{stop.signal} received: saved step {step} to {checkpointer.directory}; "
+            why = f"{stop.signal} received" if stop.signal else "another process was stopped"
+            say(f"{why}: saved step {step} to {checkpointer.directory}; "
                 "run the same command again to resume")
             return {}
     if start < tc.num_steps or eval_metrics is None:

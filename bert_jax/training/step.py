@@ -134,8 +134,8 @@ def train_step(state: TrainState, batch, base_key, cfg: StepConfig):
 
     batch: int32 `input_ids`, `attention_mask`, `token_type_ids`, `word_start` [b, L] and
     `next_sentence_label` [b]; with static masking also `example_index` and `epoch` [b], with
-    coarse masking also `coarse_start` [b, L]. Returns (new state, metrics), metrics
-    identical on all devices.
+    coarse masking also `coarse_start` [b, L]; optionally `stop` [b] (1 where the host was
+    asked to stop). Returns (new state, metrics), metrics identical on all devices.
     """
     mask_key, dropout_key = jax.random.split(base_key)
     masked = _masked_batch(batch, mask_key, state.step, cfg)
@@ -166,6 +166,8 @@ def train_step(state: TrainState, batch, base_key, cfg: StepConfig):
                               skipped_steps=skipped)
     metrics["nonfinite"] = (~finite).astype(jnp.float32)
     metrics["skipped_steps"] = skipped.astype(jnp.float32)
+    if "stop" in batch:  # a stop request of any process, seen by all (loop.py); not logged
+        metrics["stop"] = lax.pmax(jnp.max(batch["stop"]), AXIS).astype(jnp.float32)
     return new_state, metrics
 
 
