@@ -183,6 +183,8 @@ class PhraseVocab:
             raise DataError(f"{path}: a phrase vocab starts with {', '.join(specials)} "
                             f"(ids 0..4), found {self._entries[:len(specials)]}.")
         self.vocab_size = len(self._entries)
+        if self.vocab_size > 65536:  # Instances store coarse ids as uint16.
+            raise DataError(f"{path}: {self.vocab_size} entries; at most 65536 are supported.")
         self.pad_id, self.unk_id, self.cls_id, self.sep_id, self.mask_id = range(5)
         self.special_ids = (0, 1, 2, 3, 4)
         self._tables = self._hash_tables(fine)
