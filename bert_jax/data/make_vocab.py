@@ -56,6 +56,8 @@ _MIN_FREQUENCY = flags.DEFINE_integer("min_frequency", 2, "Rarer pairs are not m
 _LOWERCASE = flags.DEFINE_boolean("lowercase", None, "Uncased vocab (default: True for "
                                   "wordpiece and unigram, False for bpe, as BERT/ALBERT/RoBERTa).")
 _TFDS_DATA_DIR = flags.DEFINE_string("tfds_data_dir", None, "Where the corpus is built.")
+_CORPUS = flags.DEFINE_string("corpus", "embedded", "phrases: data.corpus to count on (its "
+                              "train split); the other kinds use the embedded corpus.")
 _FINE_VOCAB = flags.DEFINE_string("fine_vocab", tokenizer_lib.DEFAULT_VOCAB_PATH,
                                   "phrases: the WordPiece vocab whose words are counted.")
 _MAX_PHRASES = flags.DEFINE_integer("max_phrases", 2048, "phrases: most phrase entries.")
@@ -166,11 +168,12 @@ def main(argv):
 
 
 def make_phrases():
-    """--kind phrases: the coarse vocabulary of the embedded corpus's train split."""
+    """--kind phrases: the coarse vocabulary of --corpus's train split."""
     from bert_jax.data import instances, phrases  # pylint: disable=g-import-not-at-top
     import ml_collections  # pylint: disable=g-import-not-at-top
     out = _OUT.value or phrases.DEFAULT_PATH
-    cfg = ml_collections.ConfigDict(dict(corpus="embedded", text_files=[], text_feature="text",
+    cfg = ml_collections.ConfigDict(dict(corpus=_CORPUS.value, text_files=[],
+                                         text_feature="text",
                                          tfds_data_dir=_TFDS_DATA_DIR.value))
     docs = corpora.load_documents(cfg, "train")  # Never the validation split.
     fine = tokenizer_lib.load_tokenizer(_FINE_VOCAB.value, True, kind="wordpiece")
