@@ -189,3 +189,29 @@ def test_init_from_a_workdir(corpus, finished_run, tmp_path):
         loop.train_and_evaluate(make_config(corpus, **{"train.init_from": reference,
                                                        "model.intermediate_size": 128}),
                                 str(tmp_path / "w2"))
+
+
+def test_ambert_run_writes_fine_and_coarse_metrics(corpus, tmp_path):
+    """A tiny AMBERT end to end (the committed phrase vocab over the test corpus)."""
+    from bert_jax.data.phrases import DEFAULT_PATH
+
+    config = make_config(corpus, **{"train.num_steps": 4, "train.eval_every": 2,
+                                    "data.sentence_task": "none",
+                                    "data.coarse_vocab_path": DEFAULT_PATH,
+                                    "masking.strategy": "coarse"})
+    config.model = model_config_dict("tiny", family="ambert", vocab_size=8192,
+                                     coarse_vocab_size=8192, hidden_size=32, num_heads=2,
+                                     intermediate_size=64, max_position_embeddings=32,
+                                     hidden_dropout=0.0, attention_dropout=0.0)
+    workdir = str(tmp_path / "w")
+    final = loop.train_and_evaluate(config, workdir)
+    metrics = ("loss", "mlm_loss", "mlm_accuracy", "mlm_accuracy_fine", "mlm_accuracy_coarse",
+               "mlm_loss_fine", "mlm_loss_coarse")
+    for split in ("train", "eval"):
+        rows = _rows(workdir, split)
+        assert rows and all(k in r for r in rows for k in metrics), split
+        assert all(r["loss"] == pytest.approx(r["mlm_loss"] + r["mlm_loss_coarse"])
+                   for r in rows)
+    assert [r["step"] for r in _rows(workdir, "eval")] == [2, 4]
+    assert final["mlm_accuracy_coarse"] == _rows(workdir, "eval")[-1]["mlm_accuracy_coarse"]
+    assert "nsp_accuracy" not in _rows(workdir)[0]
