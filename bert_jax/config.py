@@ -170,11 +170,12 @@ class ModelConfig:
         for name in ("dtype", "param_dtype"):
             if getattr(self, name) not in _DTYPES:
                 raise ConfigError(f"model.{name} must be one of {_DTYPES}, got {getattr(self, name)!r}")
-        if self.remat not in _REMAT:
-            raise ConfigError(f"model.remat must be one of {_REMAT}, got {self.remat!r}")
-        if self.hidden_act not in ACTIVATIONS:
-            raise ConfigError(
-                f"model.hidden_act must be one of {ACTIVATIONS}, got {self.hidden_act!r}")
+        for name, choices in (("remat", _REMAT), ("hidden_act", ACTIVATIONS),
+                              ("share_layers", SHARE_MODES), ("family", FAMILIES),
+                              ("ambert_variant", AMBERT_VARIANTS)):
+            if getattr(self, name) not in choices:
+                raise ConfigError(f"model.{name} must be one of {choices}, got "
+                                  f"{getattr(self, name)!r}")
         if self.next_sentence and not self.pooler:
             raise ConfigError("model.next_sentence needs model.pooler (NSP reads the pooled "
                               "[CLS] vector); turn next_sentence off or the pooler on")
@@ -187,9 +188,6 @@ class ModelConfig:
         if self.embedding_size < 0:
             raise ConfigError(f"model.embedding_size must be >= 0 (0 = hidden_size, no "
                               f"factorization), got {self.embedding_size}")
-        if self.share_layers not in SHARE_MODES:
-            raise ConfigError(f"model.share_layers must be one of {SHARE_MODES}, got "
-                              f"{self.share_layers!r}")
         if self.position_offset < 0:
             raise ConfigError(f"model.position_offset must be >= 0, got {self.position_offset}")
         if self.max_position_embeddings <= self.position_offset:
@@ -197,14 +195,9 @@ class ModelConfig:
                 f"model.max_position_embeddings ({self.max_position_embeddings}) must exceed "
                 f"model.position_offset ({self.position_offset}): positions run from the offset "
                 "on (RoBERTa: offset 2 and 514 rows for 512 tokens)")
-        if self.family not in FAMILIES:
-            raise ConfigError(f"model.family must be one of {FAMILIES}, got {self.family!r}")
         if self.coarse_vocab_size < 0:
             raise ConfigError(f"model.coarse_vocab_size must be >= 0 (0 = no coarse "
                               f"granularity), got {self.coarse_vocab_size}")
-        if self.ambert_variant not in AMBERT_VARIANTS:
-            raise ConfigError(f"model.ambert_variant must be one of {AMBERT_VARIANTS}, got "
-                              f"{self.ambert_variant!r}")
         if self.coarse_vocab_size and (self.next_sentence or self.sentence_order):
             raise ConfigError("AMBERT (model.coarse_vocab_size > 0) pretrains with MLM only; "
                               "set model.next_sentence=False and model.sentence_order=False")
