@@ -124,6 +124,11 @@ def check_resume_config(config, workdir: str) -> None:
     with open(path) as f:
         saved = _flat(json.load(f))
     current = _flat(json.loads(json.dumps(config.to_dict(), default=str)))
+    # A field added to the code after the run started reads as its default (e.g. AMBERT's
+    # data.coarse_vocab_path, model.coarse_vocab_size): that is what the run did.
+    defaults = _flat(json.loads(json.dumps(config_lib.default_pretrain_config().to_dict(),
+                                           default=str)))
+    saved = {**{k: defaults[k] for k in set(current) - set(saved) if k in defaults}, **saved}
     changed = sorted(k for k in set(saved) | set(current)
                      if k not in RESUME_MAY_CHANGE and saved.get(k) != current.get(k))
     if not changed:

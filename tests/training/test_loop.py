@@ -141,6 +141,21 @@ def test_checkpoint_of_another_model_is_refused(corpus, finished_run, tmp_path):
     assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == before
 
 
+def test_resume_check_reads_fields_added_since_as_their_defaults(corpus, tmp_path):
+    """A config.json written before AMBERT's fields existed resumes under a config that has
+    them at their defaults, and is refused when one of them differs."""
+    config = make_config(corpus)
+    saved = json.loads(json.dumps(config.to_dict(), default=str))
+    del saved["data"]["coarse_vocab_path"], saved["model"]["coarse_vocab_size"]
+    os.makedirs(tmp_path / "w")
+    with open(tmp_path / "w" / "config.json", "w") as f:
+        json.dump(saved, f)
+    loop.check_resume_config(config, str(tmp_path / "w"))
+    config.data.coarse_vocab_path = "phrases.txt"
+    with pytest.raises(ConfigError, match="data.coarse_vocab_path: saved '', now"):
+        loop.check_resume_config(config, str(tmp_path / "w"))
+
+
 def test_nonfinite_policy(corpus, tmp_path):
     """A learning rate of 1e30 blows the parameters up after one step: 'stop' ends the run
     with a clear error and finite checkpoints; 'skip' runs on, counting skipped updates."""
