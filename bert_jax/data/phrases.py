@@ -195,17 +195,15 @@ class PhraseVocab:
         split = [self._entries[i].split(" ") for i in ids]
         words = sorted({w for ws in split for w in ws})
         tokens, word_start, offsets = fine.encode_flat(words)
-        one_word = np.add.reduceat(word_start, offsets[:-1]) == 1 if len(words) else []
-        known = np.array([fine.unk_id not in tokens[a:b] for a, b in
-                          zip(offsets[:-1], offsets[1:])], bool) & (np.diff(offsets) > 0)
-        # A word that is not one WordPiece word is not a word of the corpus: never matched.
-        good = dict(zip(words, np.asarray(one_word, bool) & known))
+        # A word that is not one known WordPiece word is not a word of the corpus: never matched.
+        good_idx = [i for i, (a, b) in enumerate(zip(offsets[:-1], offsets[1:]))
+                    if b > a and word_start[a:b].sum() == 1 and fine.unk_id not in tokens[a:b]]
         wh = {}
-        good_idx = [i for i, w in enumerate(words) if good[w]]
         if good_idx:  # Hash the good words' slices, concatenated: one word each.
             sel = np.concatenate([np.arange(offsets[i], offsets[i + 1]) for i in good_idx])
             wh = dict(zip((words[i] for i in good_idx), word_hashes(tokens[sel], word_start[sel])))
-        tables, self.skipped = {}, 0
+        tables = {}
+        self.skipped = sum(len(ws) > MAX_N for ws in split)
         for n in range(1, MAX_N + 1):
             rows = [(i, ws) for i, ws in zip(ids.tolist(), split) if len(ws) == n]
             ok = [(i, ws) for i, ws in rows if all(w in wh for w in ws)]
