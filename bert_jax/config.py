@@ -6,7 +6,8 @@ values of it (one model code, modeling/): `family_config(family, size)` builds t
 Google's released BERT sizes. `default_pretrain_config()` is the ml_collections tree every pretraining
 config file starts from: the field names there are the contract of DESIGN.md (`seed`,
 `train.num_steps`, `train.batch_size` (global), `train.log_every`, `train.checkpoint_every`,
-`model.hidden_dropout`, `model.attention_dropout`). `validate()` checks a config against the
+`model.hidden_dropout`, `model.attention_dropout`). AMBERT is a value of it too
+(`coarse_vocab_size` > 0 adds the coarse granularity; modeling/ambert.py). `validate()` checks a config against the
 devices and tokenizer *before* anything is compiled, and names the offending field.
 """
 
@@ -36,7 +37,12 @@ _REMAT = ("none", "full", "dots")
 # Feed-forward activations (modeling/layers.py): "gelu" is the exact erf form (HF's "gelu");
 # "gelu_tanh" the tanh approximation that Google's original BERT used (HF's "gelu_new").
 ACTIVATIONS = ("gelu", "gelu_tanh", "relu", "silu")
-FAMILIES = ("bert", "roberta", "albert")
+FAMILIES = ("bert", "roberta", "albert", "ambert")
+# AMBERT (Zhang & Li 2020): how the fine and coarse sequences are encoded (modeling/ambert.py).
+# "shared": two encoders sharing every Transformer layer (the paper's AMBERT); "combo": two
+# unshared encoders (AMBERT-Combo); "hybrid": one encoder over both sequences concatenated
+# (AMBERT-Hybrid).
+AMBERT_VARIANTS = ("shared", "combo", "hybrid")
 # ALBERT's cross-layer parameter sharing (Lan et al. 2019, table 4): which sub-layers of the
 # Transformer block have one set of parameters for all layers.
 SHARE_MODES = ("none", "all", "attention", "ffn")
@@ -53,6 +59,10 @@ FAMILY_FIELDS: dict[str, dict[str, Any]] = {
     "albert": dict(vocab_size=30000, embedding_size=128, share_layers="all",
                    hidden_act="gelu_tanh", next_sentence=False, sentence_order=True,
                    hidden_dropout=0.0, attention_dropout=0.0),
+    # AMBERT: BERT's encoder, MLM at both granularities and no sentence-level task (the
+    # paper's pre-training objective is the sum of the fine and coarse MLM losses). The coarse
+    # vocabulary size is the project's phrase vocab's (data/phrases.py); set it to yours.
+    "ambert": dict(next_sentence=False, coarse_vocab_size=8192, ambert_variant="shared"),
 }
 
 # family -> size -> (layers, hidden, heads, feed-forward width[, embedding_size]).
@@ -67,6 +77,7 @@ FAMILY_SIZES: dict[str, dict[str, tuple[int, ...]]] = {
     "albert": {"tiny": (2, 128, 2, 512, 64), "base": (12, 768, 12, 3072),
                "large": (24, 1024, 16, 4096), "xlarge": (24, 2048, 16, 8192),
                "xxlarge": (12, 4096, 64, 16384)},
+    "ambert": {"tiny": (2, 128, 2, 512), "base": (12, 768, 12, 3072)},
 }
 
 
@@ -128,6 +139,10 @@ class ModelConfig:
     # Which published architecture this config follows, one of FAMILIES. The model ignores
     # it; converters use it for the checkpoint layout (HF model_type and tensor names).
     family: str = "bert"
+    # AMBERT: size of the coarse (phrase) vocabulary; 0 = no coarse granularity (BERT,
+    # RoBERTa, ALBERT). > 0: AmbertForPreTraining with its own coarse embeddings and MLM head.
+    coarse_vocab_size: int = 0
+    ambert_variant: str = "shared"  # one of AMBERT_VARIANTS; read only with coarse_vocab_size
 
     @property
     def head_dim(self) -> int:
@@ -155,11 +170,12 @@ class ModelConfig:
         for name in ("dtype", "param_dtype"):
             if getattr(self, name) not in _DTYPES:
                 raise ConfigError(f"model.{name} must be one of {_DTYPES}, got {getattr(self, name)!r}")
-        if self.remat not in _REMAT:
-            raise ConfigError(f"model.remat must be one of {_REMAT}, got {self.remat!r}")
-        if self.hidden_act not in ACTIVATIONS:
-            raise ConfigError(
-                f"model.hidden_act must be one of {ACTIVATIONS}, got {self.hidden_act!r}")
+        for name, choices in (("remat", _REMAT), ("hidden_act", ACTIVATIONS),
+                              ("share_layers", SHARE_MODES), ("family", FAMILIES),
+                              ("ambert_variant", AMBERT_VARIANTS)):
+            if getattr(self, name) not in choices:
+                raise ConfigError(f"model.{name} must be one of {choices}, got "
+                                  f"{getattr(self, name)!r}")
         if self.next_sentence and not self.pooler:
             raise ConfigError("model.next_sentence needs model.pooler (NSP reads the pooled "
                               "[CLS] vector); turn next_sentence off or the pooler on")
@@ -172,9 +188,6 @@ class ModelConfig:
         if self.embedding_size < 0:
             raise ConfigError(f"model.embedding_size must be >= 0 (0 = hidden_size, no "
                               f"factorization), got {self.embedding_size}")
-        if self.share_layers not in SHARE_MODES:
-            raise ConfigError(f"model.share_layers must be one of {SHARE_MODES}, got "
-                              f"{self.share_layers!r}")
         if self.position_offset < 0:
             raise ConfigError(f"model.position_offset must be >= 0, got {self.position_offset}")
         if self.max_position_embeddings <= self.position_offset:
@@ -182,14 +195,23 @@ class ModelConfig:
                 f"model.max_position_embeddings ({self.max_position_embeddings}) must exceed "
                 f"model.position_offset ({self.position_offset}): positions run from the offset "
                 "on (RoBERTa: offset 2 and 514 rows for 512 tokens)")
-        if self.family not in FAMILIES:
-            raise ConfigError(f"model.family must be one of {FAMILIES}, got {self.family!r}")
+        if self.coarse_vocab_size < 0:
+            raise ConfigError(f"model.coarse_vocab_size must be >= 0 (0 = no coarse "
+                              f"granularity), got {self.coarse_vocab_size}")
+        if self.coarse_vocab_size and (self.next_sentence or self.sentence_order):
+            raise ConfigError("AMBERT (model.coarse_vocab_size > 0) pretrains with MLM only; "
+                              "set model.next_sentence=False and model.sentence_order=False")
+        if (self.family == "ambert") != (self.coarse_vocab_size > 0):
+            raise ConfigError(f"model.family={self.family!r} with model.coarse_vocab_size="
+                              f"{self.coarse_vocab_size}: AMBERT and only AMBERT has a coarse "
+                              "vocabulary (family 'ambert' needs coarse_vocab_size > 0)")
 
 
 # ModelConfig fields that change parameter shapes: a checkpoint with other values cannot load.
 ARCHITECTURE_FIELDS = ("vocab_size", "hidden_size", "num_layers", "num_heads",
                        "intermediate_size", "max_position_embeddings", "type_vocab_size",
-                       "embedding_size", "share_layers", "position_offset")
+                       "embedding_size", "share_layers", "position_offset",
+                       "coarse_vocab_size", "ambert_variant")
 # ... plus those that change the tree of a saved train state (which heads exist, scanned or
 # unrolled layers): a run's checkpoint resumes only under equal values of all of these.
 STATE_LAYOUT_FIELDS = ARCHITECTURE_FIELDS + ("scan_layers", "next_sentence",
@@ -304,10 +326,12 @@ def default_pretrain_config() -> ml_collections.ConfigDict:
 
 
 def validate(config: ml_collections.ConfigDict, *, num_devices: int, process_count: int = 1,
-             tokenizer_vocab_size: int | None = None) -> ModelConfig:
+             tokenizer_vocab_size: int | None = None,
+             coarse_vocab_size: int | None = None) -> ModelConfig:
     """Checks a run config before any compilation; returns its ModelConfig.
 
-    Raises ConfigError whose message names the field and the fix.
+    `tokenizer_vocab_size` / `coarse_vocab_size`: sizes of the fine and coarse (AMBERT)
+    vocabularies when known. Raises ConfigError whose message names the field and the fix.
     """
     model = model_config_from(config.model)
     t, d, m = config.train, config.data, config.masking
@@ -349,10 +373,28 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int, process_cou
         masking_lib.config_from(m, vocab_size=model.vocab_size, mask_id=0, special_ids=())
     except ValueError as err:
         raise ConfigError(f"masking.{err}") from None
-    if m.strategy == "coarse":
-        raise ConfigError("masking.strategy='coarse' needs batches with coarse_start (AMBERT's "
-                          "phrase boundaries), which data/pipeline.py does not make yet; "
-                          "pick another masking.strategy")
+    coarse_path = d.get("coarse_vocab_path", "")
+    if m.strategy == "coarse" and not coarse_path:
+        raise ConfigError("masking.strategy='coarse' masks AMBERT's coarse tokens (phrases): set "
+                          "data.coarse_vocab_path (the embedded corpus's is "
+                          "bert_jax/data/vocab/embedded_uncased_phrases_8k.txt) or pick another "
+                          "masking.strategy")
+    if model.coarse_vocab_size:
+        if not coarse_path:
+            raise ConfigError("AMBERT (model.coarse_vocab_size > 0) needs coarse tokens: set "
+                              "data.coarse_vocab_path to a phrase vocab")
+        if m.strategy != "coarse":
+            raise ConfigError(f"AMBERT masks coarse tokens and all their pieces: set "
+                              f"masking.strategy='coarse' (got {m.strategy!r})")
+    if coarse_path and d.tokenizer != "wordpiece":
+        raise ConfigError(f"data.coarse_vocab_path needs data.tokenizer='wordpiece' (coarse "
+                          f"tokens are whole WordPiece words), got {d.tokenizer!r}")
+    if coarse_vocab_size is not None and model.coarse_vocab_size and (
+            model.coarse_vocab_size < coarse_vocab_size):
+        raise ConfigError(
+            f"model.coarse_vocab_size ({model.coarse_vocab_size}) is smaller than the coarse "
+            f"vocabulary ({coarse_vocab_size}, from data.coarse_vocab_path); set "
+            f"model.coarse_vocab_size >= {coarse_vocab_size}")
     if not model.mlm_head:
         raise ConfigError("pretraining needs the MLM head; set model.mlm_head=True")
     from bert_jax.data.instances import sentence_task  # data owns its own fields

@@ -62,6 +62,14 @@ Rules (facts from google-research/bert, ALBERT, SpanBERT and AMBERT; vectorized 
     positions are never masked. The coarse-level input ids and labels are the model's to
     build from that map; with replace_unit="word" each coarse token's 80/10/10 decision is
     one draw shared by its fine tokens.
+* `mask_coarse` builds them (AMBERT's coarse MLM): a coarse token is a target iff `masked`
+    is True at its first fine token. Its replacement follows the fine decision (`action`) at
+    that token with replace_unit="word" (so a phrase and its pieces are both [MASK], both
+    random or both kept); with "piece" it is drawn on its own with the same probabilities.
+    Coarse targets are compacted into the same number P of slots as the fine ones (each has
+    at least one fine target, so they always fit); a target whose label is a special id (the
+    coarse [UNK]: out-of-vocabulary words, or a phrase cut by truncation) is still corrupted
+    but has no slot, as predicting "unknown" teaches nothing.
 """
 import dataclasses
 import functools
@@ -71,6 +79,7 @@ import jax.numpy as jnp
 import numpy as np
 
 STRATEGIES = ("token", "whole_word", "ngram", "span", "coarse")
+ACTION_MASK, ACTION_RANDOM = 1, 2  # `action` codes: replaced by mask_id, by a random id
 REPLACE_UNITS = ("piece", "word")
 
 
@@ -449,6 +458,7 @@ def mask_example(key, input_ids_L, attention_mask_L, word_start_L, cfg: MaskingC
         "masked_labels": jnp.where(weights_P, input_ids_L[positions_P], 0),
         "masked_weights": weights_P.astype(jnp.float32),
         "masked": target_L,
+        "action": jnp.where(to_mask_L, ACTION_MASK, jnp.where(to_random_L, ACTION_RANDOM, 0)),
     }
 
 
@@ -474,9 +484,72 @@ def mask_tokens(keys_B, input_ids_BxL, attention_mask_BxL, word_start_BxL,
             "masked_labels": int32 [B, P], original ids at those positions, 0 in padding slots;
             "masked_weights": float32 [B, P], 1.0 for real targets, 0.0 for padding slots;
             "masked": bool [B, L], True at the target positions (the same set as the real
-                slots); for "coarse", all or none of a coarse token's pieces.
+                slots); for "coarse", all or none of a coarse token's pieces;
+            "action": int32 [B, L], what became of each position: ACTION_MASK, ACTION_RANDOM,
+                or 0 (not a target, or a target kept unchanged).
     """
     _check_inputs(cfg, word_start_BxL, coarse_start_BxL)
     mask_one = lambda k, i, a, w, c: mask_example(k, i, a, w, cfg, c)
     return jax.vmap(mask_one)(keys_B, input_ids_BxL, attention_mask_BxL, word_start_BxL,
                               coarse_start_BxL)
+
+
+def coarse_config(cfg: MaskingConfig, *, vocab_size: int, mask_id: int,
+                  special_ids) -> MaskingConfig:
+    """The MaskingConfig of AMBERT's coarse side: `cfg` with the coarse vocabulary's size,
+    [MASK] and special ids (random replacements are drawn from the coarse vocabulary)."""
+    return dataclasses.replace(cfg, vocab_size=vocab_size, mask_id=mask_id,
+                               special_ids=tuple(special_ids))
+
+
+def _mask_coarse_example(key, masked_L, action_L, coarse_ids_L, coarse_start_L,
+                         attention_mask_L, cfg: MaskingConfig):
+    length = masked_L.shape[0]
+    start_L = (coarse_start_L != 0) & (attention_mask_L != 0)
+    target_L = masked_L & start_L
+    if cfg.replace_unit == "piece":  # The coarse token's own 80/10/10 draw.
+        u_L = jax.random.uniform(jax.random.fold_in(key, 0xC0A1), (length,))
+        action_L = jnp.where(u_L < cfg.mask_token_prob, ACTION_MASK, jnp.where(
+            u_L < cfg.mask_token_prob + cfg.random_token_prob, ACTION_RANDOM, 0))
+    random_L = _random_ids(jax.random.fold_in(key, 0xC0A2), (length,), cfg)
+    corrupted_L = jnp.where(target_L & (action_L == ACTION_MASK), cfg.mask_id, coarse_ids_L)
+    corrupted_L = jnp.where(target_L & (action_L == ACTION_RANDOM), random_L, corrupted_L)
+    # Coarse index of each start: the coarse sequence is the starts, compacted in order.
+    slot_L = jnp.where(start_L, jnp.cumsum(start_L) - 1, length)
+    labels_C = jnp.zeros((length,), jnp.int32).at[slot_L].set(coarse_ids_L, mode="drop")
+    special = jnp.any(coarse_ids_L[:, None] == jnp.asarray(cfg.excluded_ids)[None], axis=-1)
+    target_C = jnp.zeros((length,), bool).at[slot_L].set(target_L & ~special, mode="drop")
+    positions_P, weights_P = _compact(target_C, cfg.max_predictions)
+    return {
+        "coarse_input_ids": corrupted_L.astype(jnp.int32),
+        "coarse_masked_positions": positions_P,
+        "coarse_masked_labels": jnp.where(weights_P, labels_C[positions_P], 0),
+        "coarse_masked_weights": weights_P.astype(jnp.float32),
+    }
+
+
+@functools.partial(jax.jit, static_argnames=("cfg",))
+def mask_coarse(keys_B, fine, coarse_ids_BxL, coarse_start_BxL, attention_mask_BxL,
+                cfg: MaskingConfig):
+    """AMBERT's coarse-level MLM inputs from a "coarse" `mask_tokens` result (module docstring).
+
+    Args:
+        keys_B: the per-example keys that `mask_tokens` used.
+        fine: the dict `mask_tokens` returned (its "masked" and "action").
+        coarse_ids_BxL: int [B, L], a coarse token's id at its first fine position.
+        coarse_start_BxL: int [B, L], 1 at the first fine token of each coarse token.
+        attention_mask_BxL: int [B, L].
+        cfg: `coarse_config(...)` of the fine config; P = cfg.max_predictions slots.
+
+    Returns:
+        dict with
+            "coarse_input_ids": int32 [B, L], coarse_ids with the targets corrupted (still
+                aligned with the fine positions, as the model takes them);
+            "coarse_masked_positions": int32 [B, P], ascending target indices into the
+                *compacted* coarse sequence (coarse token k = the k-th coarse start);
+            "coarse_masked_labels": int32 [B, P], their original coarse ids;
+            "coarse_masked_weights": float32 [B, P], 1.0 for real targets.
+    """
+    one = lambda k, m, a, i, s, am: _mask_coarse_example(k, m, a, i, s, am, cfg)
+    return jax.vmap(one)(keys_B, fine["masked"], fine["action"], jnp.asarray(coarse_ids_BxL),
+                         jnp.asarray(coarse_start_BxL), jnp.asarray(attention_mask_BxL))

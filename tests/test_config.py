@@ -39,14 +39,18 @@ def test_shipped_configs_validate(name):
 
     config = importlib.import_module(f"configs.pretrain.{name}").get_config()
     family = name.split("_")[0]
-    vocab = None
+    vocab = coarse = None
     if name.endswith("_tiny"):
         tok = load_tokenizer(config.data.vocab_path, config.data.lowercase,
                              kind=config.data.tokenizer)
         vocab = tok.vocab_size
-    model = validate(config, num_devices=1, tokenizer_vocab_size=vocab)
+        if config.data.coarse_vocab_path:  # AMBERT: the committed phrase vocab
+            from bert_jax.data.phrases import PhraseVocab
+            coarse = PhraseVocab(config.data.coarse_vocab_path, tok).vocab_size
+    model = validate(config, num_devices=1, tokenizer_vocab_size=vocab,
+                     coarse_vocab_size=coarse)
     assert model.family == family
-    task = {"bert": "nsp", "roberta": "none", "albert": "sop"}[family]
+    task = {"bert": "nsp", "roberta": "none", "albert": "sop", "ambert": "none"}[family]
     assert config.data.sentence_task == task
 
 

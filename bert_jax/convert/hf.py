@@ -107,6 +107,9 @@ def _albert_sharing(hf: dict) -> str:
 def check_hf_layout(config: ModelConfig) -> None:
     """ConversionError unless transformers has a model for `config` in its family."""
     family, problems = config.family, []
+    if config.coarse_vocab_size:
+        raise ConversionError("AMBERT (model.coarse_vocab_size > 0) has no Hugging Face "
+                              "equivalent; export it with --to bert_jax")
     if family != "albert" and config.embedding_size:
         problems.append("embedding_size > 0 (factorized embeddings are ALBERT's)")
     if family == "albert" and not config.embedding_size:

@@ -40,6 +40,18 @@ Arrays (N instances, L = max_seq_len), all fixed shape, padding after `length`:
                                 pieces), specials and the first piece of A and of B (after
                                 front truncation it may be a continuation piece: it starts the
                                 segment's first whole-word group), 0 elsewhere and on padding
+
+With a coarse vocabulary (`data.coarse_vocab_path`, AMBERT; data/phrases.py) also, aligned
+with the fine tokens:
+  coarse_start    [N, L] uint8  1 at the first fine token of each coarse token (phrase or
+                                word); every special is a coarse token of its own; a segment's
+                                first token starts one; 0 elsewhere and on padding
+  coarse_ids      [N, L] uint16 the coarse token's id at its coarse_start position, the coarse
+                                [PAD] elsewhere; [CLS]/[SEP] get the coarse vocab's. A coarse
+                                token that truncation cut (at a segment's front or back end)
+                                gets the coarse [UNK]: its text is no longer the phrase's.
+Coarse tokens are computed per sentence on the whole corpus (never across sentences), then
+cut into rows like the fine tokens.
 """
 from __future__ import annotations
 
@@ -61,6 +73,7 @@ from bert_jax.data import DataError
 
 INSTANCES_VERSION = 2  # Bump when the algorithm or the array layout changes.
 KEYS = ("input_ids", "length", "token_type_ids", "next_sentence_label", "word_start")
+COARSE_KEYS = ("coarse_start", "coarse_ids")  # Only with a coarse vocabulary (AMBERT).
 SENTENCE_TASKS = ("nsp", "sop", "none")
 PACKINGS = ("full_sentences", "doc_sentences")
 _FILL_ROWS = 16384  # Rows filled per vectorized chunk: bounds the [rows, L] int64 temporaries.
@@ -74,6 +87,16 @@ class TokenizedCorpus:
     word_start: np.ndarray  # [T] int32
     sent_off: np.ndarray    # [S+1] int64
     doc_sent: np.ndarray    # [D+1] int64
+    # AMBERT's coarse tokens (PhraseVocab.tokenize), or None without a coarse vocabulary.
+    coarse_start: np.ndarray | None = None  # [T] uint8
+    coarse_tok: np.ndarray | None = None    # [T] int32, the coarse id of each piece's token
+
+    def token_arrays(self) -> dict[str, np.ndarray]:
+        """The per-token arrays that rows are cut from."""
+        arrays = {"tokens": self.tokens, "word_start": self.word_start}
+        if self.coarse_start is not None:
+            arrays.update(coarse_start=self.coarse_start, coarse_tok=self.coarse_tok)
+        return arrays
 
     @property
     def num_docs(self) -> int:
@@ -165,21 +188,22 @@ def _pair_spans(c: TokenizedCorpus, max_seq_len, short_seq_prob, rng, out, sop: 
             i += 1
 
 
-def _packed_pass(c: TokenizedCorpus, max_seq_len, short_seq_prob, sep_id, rng,
+def _packed_pass(c: TokenizedCorpus, max_seq_len, short_seq_prob, sep, rng,
                  cross_documents: bool):
-    """One packed pass: (stream tokens, stream word_start, spans) over a shuffled order."""
+    """One packed pass over a shuffled order: (stream arrays, spans). The stream is the token
+    arrays gathered in document order with a [SEP] between documents; `sep` maps each token
+    array's name to its value at a separator."""
     order = rng.permutation(c.num_docs)
-    sep = len(c.tokens)  # Index of a [SEP] appended to the token array.
-    tok_x = np.append(c.tokens, sep_id)
-    ws_x = np.append(c.word_start, 1)
+    sep_index = len(c.tokens)  # Index of a [SEP] appended to the token arrays.
     pieces, units = [], []
     for d in order:
         s0, s1 = c.doc_sent[d], c.doc_sent[d + 1]
-        pieces += [np.arange(c.sent_off[s0], c.sent_off[s1]), [sep]]
+        pieces += [np.arange(c.sent_off[s0], c.sent_off[s1]), [sep_index]]
         units += [np.diff(c.sent_off[s0:s1 + 1]), [1]]
     idx = np.concatenate(pieces).astype(np.int64) if pieces else np.zeros(0, np.int64)
     bounds = np.concatenate([[0], np.cumsum(np.concatenate(units))]) if units else np.zeros(1)
-    stream, is_sep = tok_x[idx], idx == sep
+    is_sep = idx == sep_index
+    stream = {k: np.append(v, sep[k])[idx] for k, v in c.token_arrays().items()}
     doc_ends = np.flatnonzero(is_sep)  # Every document is followed by its separator.
     spans, pos, total = [], 0, len(idx)
     while pos < total:
@@ -198,11 +222,23 @@ def _packed_pass(c: TokenizedCorpus, max_seq_len, short_seq_prob, sep_id, rng,
             end -= 1
         spans.append((pos, end, 0, 0, 0))
         pos = end
-    return stream, ws_x[idx], spans
+    return stream, spans
 
 
-def _fill(tokens, word_start, spans, *, max_seq_len, cls_id, sep_id, pad_id, id_dtype):
-    """Lays out spans as fixed-length rows; spans with b0 == b1 give [CLS] A [SEP] rows."""
+def _coarse_bounds(coarse_start):
+    """(first [T], last [T]): index of the first and last piece of each piece's coarse token."""
+    at = np.arange(len(coarse_start))
+    first = np.maximum.accumulate(np.where(coarse_start != 0, at, 0)) if len(at) else at
+    nxt = np.where(np.append(coarse_start[1:], 1) != 0, at, len(at))  # a start follows
+    last = np.minimum.accumulate(nxt[::-1])[::-1] if len(at) else at
+    return first, last
+
+
+def _fill(arrays, spans, *, max_seq_len, cls_id, sep_id, pad_id, id_dtype, coarse=None):
+    """Lays out spans of the token `arrays` (TokenizedCorpus.token_arrays) as fixed-length
+    rows; spans with b0 == b1 give [CLS] A [SEP] rows. `coarse`: the coarse vocab's (pad, unk,
+    cls, sep) ids, when the arrays carry coarse tokens."""
+    tokens, word_start = arrays["tokens"], arrays["word_start"]
     sp = np.asarray(spans, np.int64).reshape(-1, 5)
     n, L = len(sp), max_seq_len
     out = {"input_ids": np.full((n, L), pad_id, id_dtype),
@@ -212,6 +248,11 @@ def _fill(tokens, word_start, spans, *, max_seq_len, cls_id, sep_id, pad_id, id_
     has_b = lb > 0
     out["length"] = (la + lb + 2 + has_b).astype(np.int32)
     out["next_sentence_label"] = sp[:, 4].astype(np.uint8)
+    if coarse is not None:
+        c_pad, c_unk, c_cls, c_sep = coarse
+        out["coarse_start"] = np.zeros((n, L), np.uint8)
+        out["coarse_ids"] = np.full((n, L), c_pad, np.uint16)
+        first, last = _coarse_bounds(arrays["coarse_start"])
     j = np.arange(L)[None]
     for r in range(0, n, _FILL_ROWS):
         s = slice(r, r + _FILL_ROWS)
@@ -229,16 +270,27 @@ def _fill(tokens, word_start, spans, *, max_seq_len, cls_id, sep_id, pad_id, id_
         out["input_ids"][s] = ids
         out["word_start"][s] = ws
         out["token_type_ids"][s] = in_b | sep2
+        if coarse is not None:
+            lo = np.where(in_a, a0, b0)  # the row's segment of each text position
+            hi = np.where(in_a, a0 + la_, b0 + lb_)
+            starts = text & ((arrays["coarse_start"][src] != 0) | (src == lo))
+            cut = (first[src] < lo) | (last[src] >= hi)  # truncation split this coarse token
+            cid = np.where(cut, c_unk, arrays["coarse_tok"][src])
+            cid = np.where(starts, cid, c_pad)
+            out["coarse_ids"][s] = np.where(j == 0, c_cls, np.where(sep1 | sep2, c_sep, cid))
+            out["coarse_start"][s] = starts | (j == 0) | sep1 | sep2
     return out
 
 
 def create_instances(c: TokenizedCorpus, *, max_seq_len: int, short_seq_prob: float,
                      dupe_factor: int, sentence_task: str, seed: int, cls_id: int, sep_id: int,
-                     pad_id: int, vocab_size: int,
-                     packing: str = "full_sentences") -> dict[str, np.ndarray]:
+                     pad_id: int, vocab_size: int, packing: str = "full_sentences",
+                     coarse_specials: tuple[int, int, int, int] | None = None
+                     ) -> dict[str, np.ndarray]:
     """All instances of `dupe_factor` passes over `c`, shuffled; see the module docstring.
 
     `sentence_task` in SENTENCE_TASKS; `packing` in PACKINGS (used when it is "none").
+    With coarse tokens in `c`, `coarse_specials` are the coarse vocab's (pad, unk, cls, sep).
     """
     _check_choice("data.sentence_task", sentence_task, SENTENCE_TASKS)
     _check_choice("data.packing", packing, PACKINGS)
@@ -246,21 +298,28 @@ def create_instances(c: TokenizedCorpus, *, max_seq_len: int, short_seq_prob: fl
         raise DataError(
             f"data.max_seq_len={max_seq_len}: need at least 5 ([CLS] a [SEP] b [SEP]).")
     rng = np.random.default_rng(seed)
+    with_coarse = c.coarse_start is not None
+    if with_coarse and coarse_specials is None:
+        raise ValueError("a corpus with coarse tokens needs coarse_specials")
     fill = dict(max_seq_len=max_seq_len, cls_id=cls_id, sep_id=sep_id, pad_id=pad_id,
-                id_dtype=np.uint16 if vocab_size <= 65536 else np.int32)
+                id_dtype=np.uint16 if vocab_size <= 65536 else np.int32,
+                coarse=coarse_specials if with_coarse else None)
+    keys = KEYS + COARSE_KEYS * with_coarse
     if sentence_task != "none":
         spans = []
         for _ in range(dupe_factor):
             _pair_spans(c, max_seq_len, short_seq_prob, rng, spans, sop=sentence_task == "sop")
-        arrays = _fill(c.tokens, c.word_start, spans, **fill)
+        arrays = _fill(c.token_arrays(), spans, **fill)
     else:
         cross = packing == "full_sentences"
-        parts = [_fill(*_packed_pass(c, max_seq_len, short_seq_prob, sep_id, rng, cross), **fill)
+        sep = {"tokens": sep_id, "word_start": 1, "coarse_start": 1,
+               "coarse_tok": coarse_specials[3] if with_coarse else 0}
+        parts = [_fill(*_packed_pass(c, max_seq_len, short_seq_prob, sep, rng, cross), **fill)
                  for _ in range(dupe_factor)]
-        arrays = {k: np.concatenate([p[k] for p in parts]) for k in KEYS} if parts else (
-            _fill(c.tokens, c.word_start, [], **fill))
+        arrays = {k: np.concatenate([p[k] for p in parts]) for k in keys} if parts else (
+            _fill(c.token_arrays(), [], **fill))
     perm = rng.permutation(len(arrays["length"]))
-    return {k: arrays[k][perm] for k in KEYS}
+    return {k: arrays[k][perm] for k in keys}
 
 
 def check_nsp_corpus(c: TokenizedCorpus, corpus: str, split: str) -> None:
@@ -301,14 +360,16 @@ def sentence_task(data_cfg) -> str:
 
 
 def cache_key(data_cfg, tok: tokenizer_lib.Tokenizer, docs_identity: str, split: str,
-              seed: int) -> dict:
-    """Everything the arrays depend on; its hash names the cache directory."""
+              seed: int, coarse=None) -> dict:
+    """Everything the arrays depend on; its hash names the cache directory. `coarse`: the
+    PhraseVocab (AMBERT) or None; without one the key is what it always was."""
     task = sentence_task(data_cfg)
     return {"version": INSTANCES_VERSION, "corpus": docs_identity, "split": split,
             "tokenizer": tok.identity, "lowercase": tok.lowercase,
             "max_seq_len": data_cfg.max_seq_len, "short_seq_prob": data_cfg.short_seq_prob,
             "dupe_factor": data_cfg.dupe_factor, "sentence_task": task,
-            "packing": data_cfg.packing if task == "none" else None, "seed": seed}
+            "packing": data_cfg.packing if task == "none" else None, "seed": seed,
+            **({"coarse_vocab": coarse.identity} if coarse is not None else {})}
 
 
 def prepare_instances(data_cfg, split: str, seed: int) -> str:
@@ -322,8 +383,9 @@ def prepare_instances(data_cfg, split: str, seed: int) -> str:
     tok = tokenizer_lib.load_tokenizer(data_cfg.vocab_path, data_cfg.lowercase,
                                        kind=data_cfg.tokenizer)
     task = sentence_task(data_cfg)  # Bad choices fail before the corpus is built.
+    coarse = load_coarse_vocab(data_cfg, tok)
     docs = corpora.load_documents(data_cfg, split)
-    key = cache_key(data_cfg, tok, docs.identity, split, seed)
+    key = cache_key(data_cfg, tok, docs.identity, split, seed, coarse)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
     root = os.path.join(os.path.expanduser(data_cfg.cache_dir or "~/.cache/bert_jax"),
                         "instances")
@@ -332,6 +394,10 @@ def prepare_instances(data_cfg, split: str, seed: int) -> str:
         return final
     t0 = time.time()
     corpus = tokenize_documents(docs, tok)
+    if coarse is not None:
+        corpus = dataclasses.replace(corpus, **dict(zip(
+            ("coarse_start", "coarse_tok"),
+            coarse.tokenize(corpus.tokens, corpus.word_start, corpus.sent_off))))
     if task == "nsp":
         files = f" (data.text_files={list(data_cfg.text_files)})" * (
             data_cfg.corpus == "text_files")
@@ -340,7 +406,9 @@ def prepare_instances(data_cfg, split: str, seed: int) -> str:
         corpus, max_seq_len=data_cfg.max_seq_len,
         short_seq_prob=data_cfg.short_seq_prob, dupe_factor=data_cfg.dupe_factor,
         sentence_task=task, packing=data_cfg.packing, seed=seed, cls_id=tok.cls_id,
-        sep_id=tok.sep_id, pad_id=tok.pad_id, vocab_size=tok.vocab_size)
+        sep_id=tok.sep_id, pad_id=tok.pad_id, vocab_size=tok.vocab_size,
+        coarse_specials=None if coarse is None else (
+            coarse.pad_id, coarse.unk_id, coarse.cls_id, coarse.sep_id))
     os.makedirs(root, exist_ok=True)
     tmp = tempfile.mkdtemp(dir=root, prefix=f".{digest}.")
     for k, v in arrays.items():
@@ -356,9 +424,20 @@ def prepare_instances(data_cfg, split: str, seed: int) -> str:
     return final
 
 
+def load_coarse_vocab(data_cfg, tok: tokenizer_lib.Tokenizer):
+    """The PhraseVocab of `data.coarse_vocab_path` read through `tok`, or None when unset."""
+    path = data_cfg.get("coarse_vocab_path", "")
+    if not path:
+        return None
+    from bert_jax.data.phrases import PhraseVocab  # pylint: disable=g-import-not-at-top
+    return PhraseVocab(path, tok)
+
+
 def open_instances(directory: str) -> dict[str, np.ndarray]:
-    """The arrays of a cache directory, memory-mapped read-only."""
-    return {k: np.load(os.path.join(directory, f"{k}.npy"), mmap_mode="r") for k in KEYS}
+    """The arrays of a cache directory (coarse ones where made), memory-mapped read-only."""
+    keys = KEYS + tuple(k for k in COARSE_KEYS
+                        if os.path.exists(os.path.join(directory, f"{k}.npy")))
+    return {k: np.load(os.path.join(directory, f"{k}.npy"), mmap_mode="r") for k in keys}
 
 
 def load_instances(data_cfg, split: str, seed: int) -> dict[str, np.ndarray]:

@@ -8,6 +8,8 @@ The committed files were made with exactly these commands (from the repo root):
       --out bert_jax/data/vocab/embedded_cased_bpe_8k.json --vocab_size 8192
   python -m bert_jax.data.make_vocab --kind unigram \\
       --out bert_jax/data/vocab/embedded_uncased_unigram_8k.json --vocab_size 8192
+  python -m bert_jax.data.make_vocab --kind phrases \\
+      --out bert_jax/data/vocab/embedded_uncased_phrases_8k.txt --vocab_size 8192
 
 - wordpiece: uncased BERT WordPiece, Google `vocab.txt`; [PAD]=0, [UNK]=1, [CLS]=2, [SEP]=3,
   [MASK]=4.
@@ -17,6 +19,10 @@ The committed files were made with exactly these commands (from the repo root):
 - unigram: uncased Unigram as ALBERT's spiece (whitespace runs -> " ", NFKD, strip accents,
   lowercase; Metaspace "▁" pre-tokenizer), a HF `tokenizer.json`; <pad>=0, <unk>=1,
   [CLS]=2, [SEP]=3, [MASK]=4.
+- phrases: AMBERT's coarse vocabulary (words and word n-grams chosen by count and PMI, see
+  data/phrases.py) over the words of the committed WordPiece vocab (--fine_vocab); a
+  vocab.txt with the WordPiece specials first. Deterministic: regenerating gives the
+  committed file byte for byte (tests/data/test_phrases.py checks it).
 
 Determinism: the BPE trainer gave byte-identical files run to run (tokenizers 0.23.3). The
 WordPiece and Unigram trainers do not (parallel merges tie-break differently; the Unigram
@@ -41,7 +47,8 @@ from tokenizers.implementations import BertWordPieceTokenizer
 from bert_jax.data import corpora
 from bert_jax.data import tokenizer as tokenizer_lib
 
-_KIND = flags.DEFINE_enum("kind", "wordpiece", tokenizer_lib.KINDS, "Tokenizer to train.")
+_KIND = flags.DEFINE_enum("kind", "wordpiece", tokenizer_lib.KINDS + ("phrases",),
+                          "Tokenizer to train, or AMBERT's coarse vocabulary (phrases).")
 _OUT = flags.DEFINE_string("out", None, "File to write (default: the project's file of --kind).")
 _VOCAB_SIZE = flags.DEFINE_integer("vocab_size", 8192, "Number of tokens incl. specials.")
 _MIN_FREQUENCY = flags.DEFINE_integer("min_frequency", 2, "Rarer pairs are not merged "
@@ -49,6 +56,14 @@ _MIN_FREQUENCY = flags.DEFINE_integer("min_frequency", 2, "Rarer pairs are not m
 _LOWERCASE = flags.DEFINE_boolean("lowercase", None, "Uncased vocab (default: True for "
                                   "wordpiece and unigram, False for bpe, as BERT/ALBERT/RoBERTa).")
 _TFDS_DATA_DIR = flags.DEFINE_string("tfds_data_dir", None, "Where the corpus is built.")
+_CORPUS = flags.DEFINE_string("corpus", "embedded", "phrases: data.corpus to count on (its "
+                              "train split); the other kinds use the embedded corpus.")
+_FINE_VOCAB = flags.DEFINE_string("fine_vocab", tokenizer_lib.DEFAULT_VOCAB_PATH,
+                                  "phrases: the WordPiece vocab whose words are counted.")
+_MAX_PHRASES = flags.DEFINE_integer("max_phrases", 2048, "phrases: most phrase entries.")
+_PHRASE_MIN_COUNT = flags.DEFINE_integer("phrase_min_count", 5, "phrases: rarer n-grams are "
+                                         "not phrases.")
+_MIN_PMI = flags.DEFINE_float("min_pmi", 3.0, "phrases: least discounted PMI (nats).")
 
 
 def train_vocab(sentences, vocab_size: int, min_frequency: int = 2) -> list[str]:
@@ -131,6 +146,8 @@ def main(argv):
     del argv
     import ml_collections  # pylint: disable=g-import-not-at-top
     kind = _KIND.value
+    if kind == "phrases":
+        return make_phrases()
     out = _OUT.value or tokenizer_lib.DEFAULT_PATHS[kind]
     lowercase = _LOWERCASE.value if _LOWERCASE.value is not None else kind != "bpe"
     cfg = ml_collections.ConfigDict(dict(corpus="embedded", text_files=[], text_feature="text",
@@ -148,6 +165,26 @@ def main(argv):
     tok = tokenizer_lib.load_tokenizer(out, lowercase, kind=kind)  # Checks specials and kind.
     print(f"wrote {tok.vocab_size} {kind} tokens to {out} (trained on {len(docs)} documents, "
           f"{len(sentences)} sentences; corpus {docs.identity}; special ids {tok.special_ids})")
+
+
+def make_phrases():
+    """--kind phrases: the coarse vocabulary of --corpus's train split."""
+    from bert_jax.data import instances, phrases  # pylint: disable=g-import-not-at-top
+    import ml_collections  # pylint: disable=g-import-not-at-top
+    out = _OUT.value or phrases.DEFAULT_PATH
+    cfg = ml_collections.ConfigDict(dict(corpus=_CORPUS.value, text_files=[],
+                                         text_feature="text",
+                                         tfds_data_dir=_TFDS_DATA_DIR.value))
+    docs = corpora.load_documents(cfg, "train")  # Never the validation split.
+    fine = tokenizer_lib.load_tokenizer(_FINE_VOCAB.value, True, kind="wordpiece")
+    entries, stats = phrases.build_phrase_vocab(
+        instances.tokenize_documents(docs, fine), fine, vocab_size=_VOCAB_SIZE.value,
+        max_phrases=_MAX_PHRASES.value, min_count=_PHRASE_MIN_COUNT.value,
+        min_pmi=_MIN_PMI.value)
+    write_vocab(entries, out)
+    vocab = phrases.PhraseVocab(out, fine)  # Checks the specials; every entry must be usable.
+    print(f"wrote {vocab.vocab_size} coarse entries to {out} ({stats}; corpus {docs.identity}; "
+          f"{vocab.skipped} unusable)")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,9 @@ Batch format (one dict per step, numpy, this process's rows only):
   next_sentence_label [B]    int32  0 = actual next, 1 = random next (always 0 when data.sentence_task=none;
                                     sop: 0 = in order, 1 = swapped)
   word_start          [B, L] int32  1 at word starts and special tokens, else 0
+  coarse_start        [B, L] int32  only with data.coarse_vocab_path (AMBERT): 1 at the first
+  coarse_ids          [B, L] int32  fine token of each coarse token, and its coarse id there
+                                    (coarse [PAD] elsewhere); see data/instances.py
   example_index       [B]    int32  the row's index into the instance arrays (its identity)
   epoch               [B]    int32  the epoch (pass over the instances) the row is read in;
                                     static masking keys on (example_index, epoch)
@@ -62,6 +65,10 @@ def default_data_config() -> ml_collections.ConfigDict:
                                   # "none" (RoBERTa): packed single-segment rows, label 0.
         packing="full_sentences",  # Packed rows ("none"): "full_sentences" cross documents
                                   # with a [SEP] between them; "doc_sentences" end at a doc end.
+        # AMBERT's coarse (phrase) vocabulary, data/phrases.py; non-empty: batches also carry
+        # coarse_start and coarse_ids (needs tokenizer "wordpiece"). The embedded corpus's is
+        # bert_jax.data.phrases.DEFAULT_PATH.
+        coarse_vocab_path="",
         eval_split="validation",  # Held-out split for make_eval_batches.
         worker_count=0,           # grain worker processes (0: read in this process).
     ))
@@ -103,13 +110,15 @@ class InstanceSource:
 def to_model_batch(rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Stored instance rows (uint8/uint16, `length`) -> the int32 batch format above."""
     L = rows["input_ids"].shape[-1]
-    return {
+    batch = {
         "input_ids": rows["input_ids"].astype(np.int32),
         "attention_mask": (np.arange(L) < rows["length"][..., None]).astype(np.int32),
         "token_type_ids": rows["token_type_ids"].astype(np.int32),
         "next_sentence_label": rows["next_sentence_label"].astype(np.int32),
         "word_start": rows["word_start"].astype(np.int32),
     }
+    batch.update({k: rows[k].astype(np.int32) for k in instances_lib.COARSE_KEYS if k in rows})
+    return batch
 
 
 def _gather(source: InstanceSource, indices: np.ndarray, epoch=0) -> dict[str, np.ndarray]:

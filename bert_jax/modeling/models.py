@@ -2,7 +2,8 @@
 
 The three are values of ModelConfig (config.family_config), not classes: RoBERTa is BERT
 with a position offset and no NSP; ALBERT is BERT with factorized embeddings, shared layers
-and a sentence-order head.
+and a sentence-order head. AMBERT (a coarse vocabulary besides) is AmbertForPreTraining
+(modeling/ambert.py), built of the same modules; `pretraining_model` picks the class.
 """
 
 from __future__ import annotations
@@ -69,7 +70,15 @@ class BertForPreTraining(nn.Module):
         return out
 
 
-def init_params(model: BertForPreTraining, key, seq_len: int = 8):
+def pretraining_model(config: ModelConfig) -> nn.Module:
+    """The pretraining module of `config`: AMBERT when it has a coarse vocabulary, else BERT."""
+    if config.coarse_vocab_size:
+        from bert_jax.modeling.ambert import AmbertForPreTraining  # pylint: disable=g-import-not-at-top
+        return AmbertForPreTraining(config)
+    return BertForPreTraining(config)
+
+
+def init_params(model: nn.Module, key, seq_len: int = 8):
     """Parameters of `model` from a PRNG key (shapes do not depend on seq_len)."""
     ids = jnp.zeros((1, seq_len), jnp.int32)
     return model.init({"params": key}, ids, ids + 1, ids, deterministic=True)["params"]

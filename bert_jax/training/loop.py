@@ -21,17 +21,18 @@ import numpy as np
 from bert_jax import config as config_lib
 from bert_jax.data.pipeline import make_eval_batches, make_train_iterator
 from bert_jax.data.tokenizer import load_tokenizer
-from bert_jax.masking import MaskingConfig, config_from as masking_config_from
+from bert_jax.data.instances import load_coarse_vocab
+from bert_jax.masking import MaskingConfig, coarse_config, config_from as masking_config_from
 from bert_jax.metrics.plots import plot_metrics
 from bert_jax.metrics.progress import ProgressBar
 from bert_jax.metrics.writers import MetricsWriter, write_config
-from bert_jax.modeling.models import BertForPreTraining, init_params
+from bert_jax.modeling.models import init_params, pretraining_model
 from bert_jax.training import report
 from bert_jax.data import DataError
 from bert_jax.training.checkpoint import CheckpointReadError, CheckpointSaveError, Checkpointer
 from bert_jax.training.optimizer import make_optimizer
 from bert_jax.training.parallel import Parallel
-from bert_jax.training.step import StepConfig, TrainState
+from bert_jax.training.step import StepConfig, TrainState, summarize
 
 
 def say(*args) -> None:
@@ -92,15 +93,7 @@ class Evaluator:
             sums = self.par.evaluate(params, self.par.shard_batch(batch), self.base_key)
             totals = sums if totals is None else jax.tree.map(np.add, totals, sums)
         totals = jax.tree.map(lambda x: float(np.asarray(x)), jax.device_get(totals))
-        out = {"mlm_loss": totals["mlm_loss"] / max(totals["mlm_weight"], 1.0),
-               "mlm_accuracy": totals["mlm_correct"] / max(totals["mlm_weight"], 1.0)}
-        out["loss"] = out["mlm_loss"]
-        for task in ("nsp", "sop"):
-            if f"{task}_loss" in totals:
-                out[f"{task}_loss"] = totals[f"{task}_loss"] / totals[f"{task}_weight"]
-                out[f"{task}_accuracy"] = totals[f"{task}_correct"] / totals[f"{task}_weight"]
-                out["loss"] += out[f"{task}_loss"]
-        return out
+        return summarize(totals, maximum=max)
 
 
 # Fields that may change when a run resumes: when and where things are written and how the
@@ -131,6 +124,11 @@ def check_resume_config(config, workdir: str) -> None:
     with open(path) as f:
         saved = _flat(json.load(f))
     current = _flat(json.loads(json.dumps(config.to_dict(), default=str)))
+    # A field added to the code after the run started reads as its default (e.g. AMBERT's
+    # data.coarse_vocab_path, model.coarse_vocab_size): that is what the run did.
+    defaults = _flat(json.loads(json.dumps(config_lib.default_pretrain_config().to_dict(),
+                                           default=str)))
+    saved = {**{k: defaults[k] for k in set(current) - set(saved) if k in defaults}, **saved}
     changed = sorted(k for k in set(saved) | set(current)
                      if k not in RESUME_MAY_CHANGE and saved.get(k) != current.get(k))
     if not changed:
@@ -162,10 +160,21 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
             f"train.init_from={tc.init_from!r} does not exist; give a Hugging Face directory, "
             "a Google TF checkpoint prefix (model.ckpt-N) or a bert_jax workdir/export.")
     tokenizer = load_tokenizer(config.data.vocab_path, config.data.lowercase)
-    model_cfg = config_lib.validate(config, num_devices=jax.device_count(),
-                                    process_count=process_count,
-                                    tokenizer_vocab_size=tokenizer.vocab_size)
-    step_cfg = StepConfig(model=model_cfg, masking=masking_config(config, tokenizer))
+    coarse_vocab = load_coarse_vocab(config.data, tokenizer)  # AMBERT's phrases, or None
+    model_cfg = config_lib.validate(
+        config, num_devices=jax.device_count(), process_count=process_count,
+        tokenizer_vocab_size=tokenizer.vocab_size,
+        coarse_vocab_size=coarse_vocab.vocab_size if coarse_vocab else None)
+    if tc.init_from and model_cfg.coarse_vocab_size:
+        raise config_lib.ConfigError("train.init_from does not load AMBERT checkpoints yet "
+                                     "(its converters know BERT's layout); leave it empty")
+    fine_masking = masking_config(config, tokenizer)
+    coarse_masking = None
+    if model_cfg.coarse_vocab_size:
+        coarse_masking = coarse_config(fine_masking, vocab_size=coarse_vocab.vocab_size,
+                                       mask_id=coarse_vocab.mask_id,
+                                       special_ids=coarse_vocab.special_ids)
+    step_cfg = StepConfig(model=model_cfg, masking=fine_masking, coarse_masking=coarse_masking)
     checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), max_to_keep=tc.max_to_keep)
     if checkpointer.latest_step() is not None:  # before config.json is overwritten
         check_resume_config(config, workdir)
@@ -188,7 +197,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
 
     root = jax.random.key(config.seed)
     param_key, run_key = jax.random.split(root)
-    model = BertForPreTraining(model_cfg)
+    model = pretraining_model(model_cfg)
     params = jax.jit(init_params, static_argnums=0)(model, param_key)
     if tc.init_from and checkpointer.latest_step() is None:  # resuming beats init_from
         from bert_jax.convert import init_params_from  # pulls in safetensors/TF readers

@@ -13,6 +13,13 @@ masks depend neither on the device count nor on where the example sits. With sta
 instead, from the batch's `epoch` and `example_index`: a row's mask ignores the step and
 repeats every dupe_factor epochs. Evaluation always uses the dynamic form at the fixed step
 EVAL_STEP. Dropout draws per device from fold_in(fold_in(dropout_key, s), device index).
+
+AMBERT (cfg.coarse_masking set, model.coarse_vocab_size > 0): the fine masking ("coarse"
+strategy) decides the targets of both granularities and masking.mask_coarse builds the coarse
+inputs from the same per-example keys; the objective is fine MLM + coarse MLM, each
+normalised by its own global target count. Metrics: `mlm_loss`/`mlm_accuracy` stay the fine
+MLM's (comparable with BERT's), also named `mlm_loss_fine`/`mlm_accuracy_fine`, besides
+`mlm_loss_coarse`/`mlm_accuracy_coarse`; `loss` is the objective, their sum.
 """
 
 from __future__ import annotations
@@ -28,8 +35,9 @@ from jax import lax
 
 from bert_jax import losses
 from bert_jax.config import ModelConfig
-from bert_jax.masking import MaskingConfig, example_keys, mask_tokens, static_example_keys
-from bert_jax.modeling.models import BertForPreTraining
+from bert_jax.masking import (MaskingConfig, example_keys, mask_coarse, mask_tokens,
+                              static_example_keys)
+from bert_jax.modeling.models import pretraining_model
 
 AXIS = "batch"
 EVAL_STEP = 2**31 - 1  # the step folded into eval masking keys: the same masks at every eval
@@ -41,6 +49,8 @@ class StepConfig:
 
     model: ModelConfig
     masking: MaskingConfig
+    # AMBERT: the coarse vocabulary's masking (masking.coarse_config); None otherwise.
+    coarse_masking: MaskingConfig | None = None
 
 
 class TrainState(struct.PyTreeNode):
@@ -78,24 +88,45 @@ def _masked_batch(batch, key, step, cfg: StepConfig, *, train: bool = True):
         keys_B = static_example_keys(key, batch["example_index"], batch["epoch"], m.dupe_factor)
     else:
         keys_B = example_keys(key, step, _global_example_index(batch["input_ids"].shape[0]))
-    return mask_tokens(keys_B, batch["input_ids"], batch["attention_mask"], batch["word_start"],
-                       m, batch.get("coarse_start"))
+    masked = mask_tokens(keys_B, batch["input_ids"], batch["attention_mask"],
+                         batch["word_start"], m, batch.get("coarse_start"))
+    if cfg.coarse_masking is not None:
+        masked.update(mask_coarse(keys_B, masked, batch["coarse_ids"], batch["coarse_start"],
+                                  batch["attention_mask"], cfg.coarse_masking))
+    return masked
+
+
+def _forward(params, batch, masked, cfg: StepConfig, dropout_key=None):
+    """The pretraining model on the masked batch (MLM heads at the masked positions)."""
+    coarse = {}
+    if cfg.model.coarse_vocab_size:
+        coarse = dict(coarse_ids=masked["coarse_input_ids"], coarse_start=batch["coarse_start"],
+                      coarse_masked_positions=masked["coarse_masked_positions"])
+    rngs = None if dropout_key is None else {"dropout": dropout_key}
+    return pretraining_model(cfg.model).apply(
+        {"params": params}, masked["input_ids"], batch["attention_mask"],
+        batch["token_type_ids"], masked["masked_positions"], deterministic=dropout_key is None,
+        rngs=rngs, **coarse)
+
+
+def _mlm_sums(sums, prefix, logits, labels, weights):
+    sums[f"{prefix}_loss"], sums[f"{prefix}_weight"] = losses.weighted_cross_entropy(
+        logits, labels, weights)
+    sums[f"{prefix}_correct"], _ = losses.weighted_accuracy(logits, labels, weights)
 
 
 def _losses(params, batch, masked, cfg: StepConfig, *, dropout_key, counts):
     """Objective normalised by global counts (so a pmean of gradients is exact) + sums."""
-    model = BertForPreTraining(cfg.model)
-    rngs = None if dropout_key is None else {"dropout": dropout_key}
-    out = model.apply({"params": params}, masked["input_ids"], batch["attention_mask"],
-                      batch["token_type_ids"], masked["masked_positions"],
-                      deterministic=dropout_key is None, rngs=rngs)
+    out = _forward(params, batch, masked, cfg, dropout_key)
     sums = {}
-    sums["mlm_loss"], sums["mlm_weight"] = losses.weighted_cross_entropy(
-        out["mlm_logits"], masked["masked_labels"], masked["masked_weights"])
-    sums["mlm_correct"], _ = losses.weighted_accuracy(
-        out["mlm_logits"], masked["masked_labels"], masked["masked_weights"])
+    _mlm_sums(sums, "mlm", out["mlm_logits"], masked["masked_labels"], masked["masked_weights"])
     num_devices = lax.axis_size(AXIS)
     objective = num_devices * sums["mlm_loss"] / jnp.maximum(counts["mlm"], 1.0)
+    if cfg.model.coarse_vocab_size:
+        _mlm_sums(sums, "coarse_mlm", out["coarse_mlm_logits"], masked["coarse_masked_labels"],
+                  masked["coarse_masked_weights"])
+        objective += num_devices * sums["coarse_mlm_loss"] / jnp.maximum(
+            counts["coarse_mlm"], 1.0)
     task = sentence_task(cfg.model)
     if task:
         ones_B = jnp.ones(batch["next_sentence_label"].shape, jnp.float32)
@@ -115,12 +146,19 @@ def sentence_task(model: ModelConfig) -> str | None:
     return "sop" if model.sentence_order else None
 
 
-def _reduce(sums):
-    """Global metrics from per-device sums (psum over the device axis)."""
-    tot = lax.psum(sums, AXIS)
-    mlm_w = jnp.maximum(tot["mlm_weight"], 1.0)
+def summarize(tot, maximum=jnp.maximum):
+    """Metrics from global sums (of a step, or of a whole evaluation: `maximum=max` on the
+    host keeps its float64 arithmetic)."""
+    mlm_w = maximum(tot["mlm_weight"], 1.0)
     metrics = {"mlm_loss": tot["mlm_loss"] / mlm_w, "mlm_accuracy": tot["mlm_correct"] / mlm_w}
     metrics["loss"] = metrics["mlm_loss"]
+    if "coarse_mlm_loss" in tot:  # AMBERT (module docstring)
+        coarse_w = maximum(tot["coarse_mlm_weight"], 1.0)
+        metrics.update(mlm_loss_fine=metrics["mlm_loss"],
+                       mlm_accuracy_fine=metrics["mlm_accuracy"],
+                       mlm_loss_coarse=tot["coarse_mlm_loss"] / coarse_w,
+                       mlm_accuracy_coarse=tot["coarse_mlm_correct"] / coarse_w)
+        metrics["loss"] = metrics["loss"] + metrics["mlm_loss_coarse"]
     for task in ("nsp", "sop"):
         if f"{task}_loss" in tot:
             metrics[f"{task}_loss"] = tot[f"{task}_loss"] / tot[f"{task}_weight"]
@@ -129,13 +167,19 @@ def _reduce(sums):
     return metrics
 
 
+def _reduce(sums):
+    """Global metrics from per-device sums (psum over the device axis)."""
+    return summarize(lax.psum(sums, AXIS))
+
+
 def train_step(state: TrainState, batch, base_key, cfg: StepConfig):
     """One optimizer step on this device's slice of the batch.
 
     batch: int32 `input_ids`, `attention_mask`, `token_type_ids`, `word_start` [b, L] and
     `next_sentence_label` [b]; with static masking also `example_index` and `epoch` [b], with
-    coarse masking also `coarse_start` [b, L]; optionally `stop` [b] (1 where the host was
-    asked to stop). Returns (new state, metrics), metrics identical on all devices.
+    coarse masking also `coarse_start` [b, L] (and, for AMBERT, `coarse_ids`); optionally
+    `stop` [b] (1 where the host was asked to stop). Returns (new state, metrics), metrics
+    identical on all devices.
     """
     mask_key, dropout_key = jax.random.split(base_key)
     masked = _masked_batch(batch, mask_key, state.step, cfg)
@@ -145,6 +189,8 @@ def train_step(state: TrainState, batch, base_key, cfg: StepConfig):
         dropout_key = None
     counts = {"mlm": lax.psum(masked["masked_weights"].sum(), AXIS),
               "sentence": lax.psum(jnp.float32(batch["input_ids"].shape[0]), AXIS)}
+    if cfg.model.coarse_vocab_size:
+        counts["coarse_mlm"] = lax.psum(masked["coarse_masked_weights"].sum(), AXIS)
     grad_fn = jax.grad(_losses, has_aux=True)
     grads, sums = grad_fn(state.params, batch, masked, cfg, dropout_key=dropout_key,
                           counts=counts)
@@ -178,7 +224,8 @@ def eval_step(params, batch, base_key, cfg: StepConfig):
     """
     mask_key, _ = jax.random.split(base_key)
     masked = _masked_batch(batch, mask_key, EVAL_STEP, cfg, train=False)
-    counts = {"mlm": jnp.float32(1.0), "sentence": jnp.float32(1.0)}
+    counts = {"mlm": jnp.float32(1.0), "sentence": jnp.float32(1.0),
+              "coarse_mlm": jnp.float32(1.0)}
     _, sums = _losses(params, batch, masked, cfg, dropout_key=None, counts=counts)
     sums = lax.psum(sums, AXIS)
     return sums
@@ -188,8 +235,6 @@ def eval_predictions(params, batch, base_key, cfg: StepConfig, top_k: int = 5):
     """Top-k MLM predictions at the eval masks (for the fill-in-the-blank printout)."""
     mask_key, _ = jax.random.split(base_key)
     masked = _masked_batch(batch, mask_key, EVAL_STEP, cfg, train=False)
-    out = BertForPreTraining(cfg.model).apply(
-        {"params": params}, masked["input_ids"], batch["attention_mask"],
-        batch["token_type_ids"], masked["masked_positions"], deterministic=True)
+    out = _forward(params, batch, masked, cfg)
     _, top_BxPxK = lax.top_k(out["mlm_logits"], top_k)
     return {**masked, "top_ids": top_BxPxK}

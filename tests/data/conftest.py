@@ -37,6 +37,15 @@ def text_files(data_root):
             str(write_google_corpus(d / "part-1.txt", 250, 1))]
 
 
+@pytest.fixture(scope="session")
+def embedded(data_root):
+    """(data config, train documents, validation documents) of the embedded corpus."""
+    from bert_jax.data import corpora
+    cfg = pipeline.default_data_config()
+    cfg.tfds_data_dir = str(data_root / "tfds")
+    return cfg, corpora.load_documents(cfg, "train"), corpora.load_documents(cfg, "validation")
+
+
 @pytest.fixture
 def make_cfg(data_root, text_files):
     """Returns data configs on the session's text corpus; fields overridable."""

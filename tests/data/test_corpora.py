@@ -4,14 +4,6 @@ import pytest
 from bert_jax.data import corpora
 
 
-@pytest.fixture(scope="session")
-def embedded(data_root):
-    from bert_jax.data import pipeline
-    cfg = pipeline.default_data_config()
-    cfg.tfds_data_dir = str(data_root / "tfds")
-    return cfg, corpora.load_documents(cfg, "train"), corpora.load_documents(cfg, "validation")
-
-
 def _ids(docs):
     return [docs._source[i]["id"] for i in range(len(docs))]
 

@@ -145,6 +145,21 @@ def test_checkpoint_of_another_model_is_refused(corpus, finished_run, tmp_path):
     assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == before
 
 
+def test_resume_check_reads_fields_added_since_as_their_defaults(corpus, tmp_path):
+    """A config.json written before AMBERT's fields existed resumes under a config that has
+    them at their defaults, and is refused when one of them differs."""
+    config = make_config(corpus)
+    saved = json.loads(json.dumps(config.to_dict(), default=str))
+    del saved["data"]["coarse_vocab_path"], saved["model"]["coarse_vocab_size"]
+    os.makedirs(tmp_path / "w")
+    with open(tmp_path / "w" / "config.json", "w") as f:
+        json.dump(saved, f)
+    loop.check_resume_config(config, str(tmp_path / "w"))
+    config.data.coarse_vocab_path = "phrases.txt"
+    with pytest.raises(ConfigError, match="data.coarse_vocab_path: saved '', now"):
+        loop.check_resume_config(config, str(tmp_path / "w"))
+
+
 def test_nonfinite_policy(corpus, tmp_path):
     """A learning rate of 1e30 blows the parameters up after one step: 'stop' ends the run
     with a clear error and finite checkpoints; 'skip' runs on, counting skipped updates."""
@@ -193,3 +208,29 @@ def test_init_from_a_workdir(corpus, finished_run, tmp_path):
         loop.train_and_evaluate(make_config(corpus, **{"train.init_from": reference,
                                                        "model.intermediate_size": 128}),
                                 str(tmp_path / "w2"))
+
+
+def test_ambert_run_writes_fine_and_coarse_metrics(corpus, tmp_path):
+    """A tiny AMBERT end to end (the committed phrase vocab over the test corpus)."""
+    from bert_jax.data.phrases import DEFAULT_PATH
+
+    config = make_config(corpus, **{"train.num_steps": 4, "train.eval_every": 2,
+                                    "data.sentence_task": "none",
+                                    "data.coarse_vocab_path": DEFAULT_PATH,
+                                    "masking.strategy": "coarse"})
+    config.model = model_config_dict("tiny", family="ambert", vocab_size=8192,
+                                     coarse_vocab_size=8192, hidden_size=32, num_heads=2,
+                                     intermediate_size=64, max_position_embeddings=32,
+                                     hidden_dropout=0.0, attention_dropout=0.0)
+    workdir = str(tmp_path / "w")
+    final = loop.train_and_evaluate(config, workdir)
+    metrics = ("loss", "mlm_loss", "mlm_accuracy", "mlm_accuracy_fine", "mlm_accuracy_coarse",
+               "mlm_loss_fine", "mlm_loss_coarse")
+    for split in ("train", "eval"):
+        rows = _rows(workdir, split)
+        assert rows and all(k in r for r in rows for k in metrics), split
+        assert all(r["loss"] == pytest.approx(r["mlm_loss"] + r["mlm_loss_coarse"])
+                   for r in rows)
+    assert [r["step"] for r in _rows(workdir, "eval")] == [2, 4]
+    assert final["mlm_accuracy_coarse"] == _rows(workdir, "eval")[-1]["mlm_accuracy_coarse"]
+    assert "nsp_accuracy" not in _rows(workdir)[0]

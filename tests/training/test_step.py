@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from bert_jax.modeling.models import BertForPreTraining, init_params
+from bert_jax.modeling.models import BertForPreTraining, init_params, pretraining_model
 from bert_jax.training.optimizer import make_optimizer
 from bert_jax.training.parallel import Parallel
 from bert_jax.training import step as step_lib
@@ -19,7 +19,7 @@ def _run(backend, num_devices, steps, *, batches=None, cfg=None, tc=None):
     cfg = cfg or synthetic.step_config()
     tc = tc or synthetic.train_config(num_steps=steps)
     par = Parallel(backend, cfg, jax.devices()[:num_devices])
-    params = init_params(BertForPreTraining(cfg.model), jax.random.key(0))
+    params = init_params(pretraining_model(cfg.model), jax.random.key(0))
     state = par.replicate(TrainState.create(params, make_optimizer(tc), jax.random.key(1)))
     key = jax.random.key(1)
     history = []
@@ -132,3 +132,82 @@ def test_static_masks_follow_row_and_epoch_not_step_or_place():
         _step_masks(other, step_lib.EVAL_STEP, static, train=False), eval_masks)
     np.testing.assert_array_equal(
         _step_masks(batch, step_lib.EVAL_STEP, dynamic, train=False), eval_masks)
+
+
+def _ambert_batches():
+    return [synthetic.with_coarse(synthetic.batch(seed=s), seed=s) for s in range(4)]
+
+
+@functools.lru_cache(maxsize=None)
+def _ambert_reference(variant="shared", steps=12):
+    return _run("pmap", 1, steps, batches=_ambert_batches(),
+                cfg=synthetic.ambert_step_config(variant))[0]
+
+
+def test_ambert_initial_losses_are_log_vocabs():
+    first = _ambert_reference()[0]
+    assert abs(first["mlm_loss_coarse"] - np.log(synthetic.COARSE_VOCAB)) < 0.15
+    assert abs(first["mlm_loss_fine"] - np.log(synthetic.VOCAB)) < 0.15
+    assert first["mlm_loss"] == first["mlm_loss_fine"]
+    assert first["mlm_accuracy"] == first["mlm_accuracy_fine"]
+    assert first["loss"] == pytest.approx(first["mlm_loss"] + first["mlm_loss_coarse"], rel=1e-6)
+    assert "nsp_loss" not in first
+
+
+@pytest.mark.parametrize("variant,backend,num_devices", [
+    ("shared", "pmap", 8), ("shared", "shard_map", 8), ("combo", "shard_map", 8),
+    ("hybrid", "pmap", 8)])
+def test_ambert_same_losses_for_any_device_count(variant, backend, num_devices):
+    ref = _ambert_reference(variant)
+    got, _ = _run(backend, num_devices, 12, batches=_ambert_batches(),
+                  cfg=synthetic.ambert_step_config(variant))
+    for name in ("loss", "mlm_loss", "mlm_loss_coarse", "mlm_accuracy_coarse", "grad_norm"):
+        a, b = np.array([r[name] for r in ref]), np.array([r[name] for r in got])
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_ambert_both_losses_fall_on_one_fixed_batch():
+    batch = synthetic.with_coarse(synthetic.batch(batch_size=8, seq_len=16))
+    history, _ = _run("shard_map", 2, 40, batches=[batch], cfg=synthetic.ambert_step_config(),
+                      tc=synthetic.train_config(num_steps=40, learning_rate=3e-3))
+    for name in ("mlm_loss_fine", "mlm_loss_coarse"):
+        first, last = history[0][name], np.mean([h[name] for h in history[-5:]])
+        print(f"AMBERT, one fixed batch, 40 steps: {name} {first:.2f} -> {last:.2f}")
+        assert last < 0.6 * first, (name, first, last)
+
+
+@pytest.mark.parametrize("replace_unit", ["word", "piece"])
+def test_ambert_coarse_targets_follow_the_fine_masks(replace_unit):
+    """What the model sees: a coarse token is a target iff its first fine token is masked,
+    then all its fine tokens are; with replace_unit="word" it is [MASK] iff they are."""
+    cfg = synthetic.ambert_step_config(replace_unit=replace_unit)
+    batch = synthetic.with_coarse(synthetic.batch(batch_size=16, seq_len=32), seed=3)
+    one_device = jax.tree.map(lambda x: np.asarray(x)[None], batch)
+    fn = lambda b: step_lib._masked_batch(b, jax.random.key(5), 7, cfg)
+    m = jax.tree.map(lambda x: np.asarray(x[0]),
+                     jax.vmap(fn, axis_name=step_lib.AXIS)(one_device))
+    start = batch["coarse_start"].astype(bool)
+    same_action = coarse_targets = 0
+    for b in range(16):
+        bounds = np.append(np.flatnonzero(start[b]), batch["attention_mask"][b].sum())
+        targets = []
+        for k, (a, e) in enumerate(zip(bounds[:-1], bounds[1:])):
+            masked = m["masked"][b, a:e]
+            assert masked.all() or not masked.any()  # all or none of its pieces
+            if masked[0]:
+                if batch["coarse_ids"][b, a] != 1:  # [UNK] labels get no slot
+                    targets.append((k, batch["coarse_ids"][b, a]))
+                coarse_masked = m["coarse_input_ids"][b, a] == 4
+                fine_masked = (m["input_ids"][b, a:e] == 4)
+                if replace_unit == "word":
+                    assert (fine_masked == coarse_masked).all()
+                same_action += bool(fine_masked[0] == coarse_masked)
+                coarse_targets += 1
+            else:
+                assert m["coarse_input_ids"][b, a] == batch["coarse_ids"][b, a]
+        weights = m["coarse_masked_weights"][b] > 0
+        assert list(zip(m["coarse_masked_positions"][b][weights],
+                        m["coarse_masked_labels"][b][weights])) == targets
+    assert int((m["coarse_masked_weights"] > 0).sum()) > 20
+    if replace_unit == "piece":  # independent draws: they differ now and then
+        assert same_action < coarse_targets
