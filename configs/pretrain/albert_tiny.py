@@ -21,4 +21,8 @@ def get_config():
     config.data.sentence_task = "sop"
     config.masking.strategy = "ngram"  # whole-word n-grams, n <= 3, p(n) ~ 1/n
     config.train.optimizer = "lamb"
+    # LAMB's step is lr * ||w|| per weight (the trust ratio), not lr per entry as Adam's, so
+    # its rate is not bert_tiny's 2e-3: at 300 steps eval MLM accuracy was 0.088 at 1e-2 and
+    # 0.136 at 3e-2 (--config.train.learning_rate=... --config.train.num_steps=300).
+    config.train.learning_rate = 3e-2
     return config
