@@ -213,8 +213,10 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
         state, data_state, start = restored
         state = par.replicate(state)
         data_it.set_state(data_state)
-        writer.truncate_after(start)
         say(f"resumed from the checkpoint at step {start}")
+    # Rows past the restored step (or any row, when a run killed before its first checkpoint
+    # starts over) belong to steps about to be run again.
+    writer.truncate_after(start)
     # A separate buffer from state.key_data, which is donated every step.
     base_key = jax.random.wrap_key_data(np.asarray(jax.device_get(state.key_data)))
     evaluator = Evaluator(par, eval_batches, base_key)

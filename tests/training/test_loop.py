@@ -69,13 +69,16 @@ def test_workdir_contract(finished_run):
     assert os.path.exists(os.path.join(workdir, "plots", "loss.png"))
 
 
-def test_resume_after_crash_is_exact(corpus, finished_run, tmp_path):
-    """A run killed after its step-4 checkpoint (rows up to step 6 already logged) and
-    restarted continues with the very same losses, without duplicate rows."""
+@pytest.mark.parametrize("lost", [["8"], ["4", "8"]])  # the second: killed before step 4
+def test_resume_after_crash_is_exact(corpus, finished_run, tmp_path, lost):
+    """A run killed after its step-4 checkpoint, or before its first one (rows up to step 6
+    already logged either way), and restarted continues with the very same losses, without
+    duplicate rows."""
     reference, _ = finished_run
     workdir = str(tmp_path / "w")
     shutil.copytree(reference, workdir)
-    shutil.rmtree(os.path.join(workdir, "checkpoints", "8"))
+    for step in lost:
+        shutil.rmtree(os.path.join(workdir, "checkpoints", step))
     rows = read_metrics(os.path.join(workdir, "metrics.jsonl"))
     with open(os.path.join(workdir, "metrics.jsonl"), "w") as f:
         f.writelines(json.dumps(r) + "\n" for r in rows if r["step"] <= 6)
