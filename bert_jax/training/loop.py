@@ -17,8 +17,10 @@ import time
 
 import jax
 import numpy as np
+from flax import traverse_util
 
 from bert_jax import config as config_lib
+from bert_jax.data import DataError
 from bert_jax.data.pipeline import make_eval_batches, make_train_iterator
 from bert_jax.data.tokenizer import load_tokenizer
 from bert_jax.data.instances import load_coarse_vocab
@@ -28,7 +30,6 @@ from bert_jax.metrics.progress import ProgressBar
 from bert_jax.metrics.writers import MetricsWriter, write_config
 from bert_jax.modeling.models import init_params, pretraining_model
 from bert_jax.training import report
-from bert_jax.data import DataError
 from bert_jax.training.checkpoint import CheckpointReadError, CheckpointSaveError, Checkpointer
 from bert_jax.training.optimizer import make_optimizer
 from bert_jax.training.parallel import Parallel
@@ -105,14 +106,10 @@ RESUME_MAY_CHANGE = frozenset({
     "train.fill_in_examples", "train.nonfinite", "train.init_from", "train.parallel",
     "data.tfds_data_dir", "data.cache_dir", "data.worker_count", "model.remat",
 })
-def _flat(tree, prefix=""):
-    out = {}
-    for k, v in tree.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
+
+
+def _flat(tree: dict) -> dict:
+    return traverse_util.flatten_dict(tree, sep=".")
 
 
 def check_resume_config(config, workdir: str) -> None:
@@ -255,15 +252,14 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
         NaN/Inf flag: the device skipped that update; the policy says go on or stop."""
         nonlocal scalars, stop_all
         done_metrics = dict(done_metrics)
-        requested = float(done_metrics.pop("stop")) > 0  # control, not a metric
-        stop_all = stop_all or requested
+        # One device->host read for the two per-step flags (stop is control, not a metric).
+        requested, nonfinite = (float(x) for x in jax.device_get(
+            (done_metrics.pop("stop"), done_metrics["nonfinite"])))
+        stop_all = stop_all or requested > 0
         logged = done_step % tc.log_every == 0 or done_step == tc.num_steps
         if logged:
             shown = log_train(done_step, done_metrics)
             scalars = {"loss": shown["loss"], "mlm_acc": shown["mlm_accuracy"]}
-            nonfinite = shown["nonfinite"]
-        else:
-            nonfinite = float(done_metrics["nonfinite"])
         if nonfinite:
             detail = {k: float(done_metrics[k]) for k in ("loss", "grad_norm", "skipped_steps")}
             if tc.nonfinite == "stop":
