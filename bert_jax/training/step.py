@@ -109,7 +109,7 @@ def _forward(params, batch, masked, cfg: StepConfig, dropout_key=None):
         rngs=rngs, **coarse)
 
 
-def _mlm_sums(sums, prefix, logits, labels, weights):
+def _prediction_sums(sums, prefix, logits, labels, weights):
     sums[f"{prefix}_loss"], sums[f"{prefix}_weight"] = losses.weighted_cross_entropy(
         logits, labels, weights)
     sums[f"{prefix}_correct"], _ = losses.weighted_accuracy(logits, labels, weights)
@@ -119,21 +119,20 @@ def _losses(params, batch, masked, cfg: StepConfig, *, dropout_key, counts):
     """Objective normalised by global counts (so a pmean of gradients is exact) + sums."""
     out = _forward(params, batch, masked, cfg, dropout_key)
     sums = {}
-    _mlm_sums(sums, "mlm", out["mlm_logits"], masked["masked_labels"], masked["masked_weights"])
+    _prediction_sums(sums, "mlm", out["mlm_logits"], masked["masked_labels"],
+                     masked["masked_weights"])
     num_devices = lax.axis_size(AXIS)
     objective = num_devices * sums["mlm_loss"] / jnp.maximum(counts["mlm"], 1.0)
     if cfg.model.coarse_vocab_size:
-        _mlm_sums(sums, "coarse_mlm", out["coarse_mlm_logits"], masked["coarse_masked_labels"],
+        _prediction_sums(sums, "coarse_mlm", out["coarse_mlm_logits"],
+                         masked["coarse_masked_labels"],
                   masked["coarse_masked_weights"])
         objective += num_devices * sums["coarse_mlm_loss"] / jnp.maximum(
             counts["coarse_mlm"], 1.0)
     task = sentence_task(cfg.model)
     if task:
         ones_B = jnp.ones(batch["next_sentence_label"].shape, jnp.float32)
-        sums[f"{task}_loss"], sums[f"{task}_weight"] = losses.weighted_cross_entropy(
-            out[f"{task}_logits"], batch["next_sentence_label"], ones_B)
-        sums[f"{task}_correct"], _ = losses.weighted_accuracy(
-            out[f"{task}_logits"], batch["next_sentence_label"], ones_B)
+        _prediction_sums(sums, task, out[f"{task}_logits"], batch["next_sentence_label"], ones_B)
         objective += num_devices * sums[f"{task}_loss"] / counts["sentence"]
     return objective, sums
 
