@@ -126,7 +126,7 @@ def _losses(params, batch, masked, cfg: StepConfig, *, dropout_key, counts):
     if cfg.model.coarse_vocab_size:
         _prediction_sums(sums, "coarse_mlm", out["coarse_mlm_logits"],
                          masked["coarse_masked_labels"],
-                  masked["coarse_masked_weights"])
+                         masked["coarse_masked_weights"])
         objective += num_devices * sums["coarse_mlm_loss"] / jnp.maximum(
             counts["coarse_mlm"], 1.0)
     task = sentence_task(cfg.model)
