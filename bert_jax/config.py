@@ -16,9 +16,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-import ml_collections
-
 from bert_jax import masking as masking_lib
+
+# ml_collections is imported where a ConfigDict is built, not here: the model and the train
+# step (which import this module) must also import where it is absent (the benchmark CLI on a
+# bare accelerator image).
 
 # Google's released BERTs (github.com/google-research/bert): name -> (layers, hidden).
 # Heads are hidden / 64 and the feed-forward width is 4 * hidden in all of them.
@@ -34,6 +36,10 @@ SIZES: dict[str, tuple[int, int]] = {
 _DTYPES = ("float32", "bfloat16", "float16")
 _PARALLEL = ("pmap", "shard_map")
 _REMAT = ("none", "full", "dots")
+# How jax.nn.dot_product_attention computes attention (modeling/layers.py): "xla" (any
+# device) or "cudnn" (NVIDIA GPUs, bfloat16/float16: the fused flash-attention kernel, given
+# each row's length instead of a dense mask, so rows must be right-padded as ours are).
+ATTENTION_IMPLS = ("xla", "cudnn")
 # Feed-forward activations (modeling/layers.py): "gelu" is the exact erf form (HF's "gelu");
 # "gelu_tanh" the tanh approximation that Google's original BERT used (HF's "gelu_new").
 ACTIVATIONS = ("gelu", "gelu_tanh", "relu", "silu")
@@ -111,6 +117,7 @@ class ModelConfig:
     # nn.scan over layers: compile time independent of depth; params stacked on axis 0.
     scan_layers: bool = True
     remat: str = "none"
+    attention_impl: str = "xla"  # one of ATTENTION_IMPLS; numerics equal up to rounding
     hidden_act: str = "gelu"  # one of ACTIVATIONS; feed-forward and MLM-head transform
     # Which modules exist. Published checkpoints may lack some (sentence-transformers'
     # MiniLM has no MLM or NSP head); pretraining needs mlm_head, NSP needs the pooler.
@@ -172,7 +179,8 @@ class ModelConfig:
                 raise ConfigError(f"model.{name} must be one of {_DTYPES}, got {getattr(self, name)!r}")
         for name, choices in (("remat", _REMAT), ("hidden_act", ACTIVATIONS),
                               ("share_layers", SHARE_MODES), ("family", FAMILIES),
-                              ("ambert_variant", AMBERT_VARIANTS)):
+                              ("ambert_variant", AMBERT_VARIANTS),
+                              ("attention_impl", ATTENTION_IMPLS)):
             if getattr(self, name) not in choices:
                 raise ConfigError(f"model.{name} must be one of {choices}, got "
                                   f"{getattr(self, name)!r}")
@@ -244,6 +252,8 @@ def model_config_dict(size: str, family: str = "bert",
                       **overrides: Any) -> ml_collections.ConfigDict:
     """The `model` section of a run config: a size name plus every ModelConfig field
     (`family` among them)."""
+    import ml_collections
+
     return ml_collections.ConfigDict(
         dict(size=size, **dataclasses.asdict(family_config(family, size, **overrides))))
 
@@ -263,6 +273,8 @@ def model_config_from(model_cfg: ml_collections.ConfigDict) -> ModelConfig:
 
 def default_pretrain_config() -> ml_collections.ConfigDict:
     """Every field of a pretraining run, commented. Config files start here and override."""
+    import ml_collections
+
     from bert_jax.data.pipeline import default_data_config  # data owns its own fields
 
     c = ml_collections.ConfigDict()
@@ -299,6 +311,8 @@ def default_pretrain_config() -> ml_collections.ConfigDict:
     c.train = ml_collections.ConfigDict()
     c.train.num_steps = 1_000_000       # optimizer steps
     c.train.batch_size = 256            # global batch (all devices and hosts together)
+    c.train.grad_accum_steps = 1        # micro-batches per device and step (same update,
+                                        # less activation memory; see training/step.py)
     c.train.learning_rate = 1e-4        # peak learning rate
     c.train.warmup_steps = 10_000       # linear warm-up, then linear decay to end_learning_rate
     c.train.end_learning_rate = 0.0
@@ -345,6 +359,12 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int, process_cou
     if t.batch_size % process_count:
         raise ConfigError(f"train.batch_size ({t.batch_size}) must be divisible by the number "
                           f"of processes ({process_count})")
+    accum = t.get("grad_accum_steps", 1)
+    if accum < 1 or (t.batch_size // num_devices) % accum:
+        raise ConfigError(
+            f"train.grad_accum_steps ({accum}) must be >= 1 and divide the per-device batch "
+            f"(train.batch_size {t.batch_size} / {num_devices} devices = "
+            f"{t.batch_size // num_devices})")
     eval_bs = t.eval_batch_size or t.batch_size
     if eval_bs % num_devices:
         raise ConfigError(f"train.eval_batch_size ({eval_bs}) must be divisible by the number "

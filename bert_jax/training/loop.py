@@ -105,6 +105,7 @@ RESUME_MAY_CHANGE = frozenset({
     "train.eval_batch_size", "train.checkpoint_every", "train.max_to_keep", "train.plots",
     "train.fill_in_examples", "train.nonfinite", "train.init_from", "train.parallel",
     "data.tfds_data_dir", "data.cache_dir", "data.worker_count", "model.remat",
+    "train.grad_accum_steps", "model.attention_impl",
 })
 
 
@@ -171,7 +172,8 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
         coarse_masking = coarse_config(fine_masking, vocab_size=coarse_vocab.vocab_size,
                                        mask_id=coarse_vocab.mask_id,
                                        special_ids=coarse_vocab.special_ids)
-    step_cfg = StepConfig(model=model_cfg, masking=fine_masking, coarse_masking=coarse_masking)
+    step_cfg = StepConfig(model=model_cfg, masking=fine_masking, coarse_masking=coarse_masking,
+                          grad_accum=tc.get("grad_accum_steps", 1))
     checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), max_to_keep=tc.max_to_keep)
     if checkpointer.latest_step() is not None:  # before config.json is overwritten
         check_resume_config(config, workdir)

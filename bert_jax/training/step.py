@@ -51,6 +51,10 @@ class StepConfig:
     masking: MaskingConfig
     # AMBERT: the coarse vocabulary's masking (masking.coarse_config); None otherwise.
     coarse_masking: MaskingConfig | None = None
+    # Gradient accumulation: each device's rows go through the model in this many equal
+    # micro-batches (a lax.scan), and their gradients add up to the gradient of the whole
+    # batch. One optimizer step either way; only activation memory and speed differ.
+    grad_accum: int = 1
 
 
 class TrainState(struct.PyTreeNode):
@@ -81,8 +85,15 @@ def _global_example_index(local_batch: int):
     return lax.axis_index(AXIS) * local_batch + jnp.arange(local_batch)
 
 
+# A batch that already carries these (pre-masked data, as google-research/bert's TFRecords
+# hold: input_ids with the masks applied) is used as it is; nothing is drawn on device.
+PREMASKED_KEYS = ("masked_positions", "masked_labels", "masked_weights")
+
+
 def _masked_batch(batch, key, step, cfg: StepConfig, *, train: bool = True):
     """Masks this device's rows; static keys for training when cfg.masking.static."""
+    if all(k in batch for k in PREMASKED_KEYS) and cfg.coarse_masking is None:
+        return {"input_ids": batch["input_ids"], **{k: batch[k] for k in PREMASKED_KEYS}}
     m = cfg.masking
     if m.static and train:
         keys_B = static_example_keys(key, batch["example_index"], batch["epoch"], m.dupe_factor)
@@ -171,13 +182,39 @@ def _reduce(sums):
     return summarize(lax.psum(sums, AXIS))
 
 
+def _accumulated_grads(params, batch, masked, cfg: StepConfig, dropout_key, counts):
+    """Gradient of this device's share of the objective, and its metric sums, computed over
+    cfg.grad_accum micro-batches. The objective is normalised by global counts, so the
+    micro-batch gradients simply add up (as do the sums). Micro-batch i draws its dropout
+    from fold_in(dropout_key, i)."""
+    grad_fn = jax.grad(_losses, has_aux=True)
+    k = cfg.grad_accum
+    if k == 1:
+        return grad_fn(params, batch, masked, cfg, dropout_key=dropout_key, counts=counts)
+    inputs = ({n: x for n, x in batch.items() if n != "stop"}, masked)
+    micro = jax.tree.map(lambda x: x.reshape((k, x.shape[0] // k) + x.shape[1:]), inputs)
+
+    def one(i, micro_batch, micro_masked):
+        key = None if dropout_key is None else jax.random.fold_in(dropout_key, i)
+        return grad_fn(params, micro_batch, micro_masked, cfg, dropout_key=key, counts=counts)
+
+    def body(total, xs):
+        return jax.tree.map(jnp.add, total, one(*xs)), None
+
+    shapes = jax.eval_shape(one, 0, *jax.tree.map(lambda x: x[0], micro))
+    zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+    total, _ = lax.scan(body, zeros, (jnp.arange(k), *micro))
+    return total
+
+
 def train_step(state: TrainState, batch, base_key, cfg: StepConfig):
     """One optimizer step on this device's slice of the batch.
 
     batch: int32 `input_ids`, `attention_mask`, `token_type_ids`, `word_start` [b, L] and
     `next_sentence_label` [b]; with static masking also `example_index` and `epoch` [b], with
     coarse masking also `coarse_start` [b, L] (and, for AMBERT, `coarse_ids`); optionally
-    `stop` [b] (1 where the host was asked to stop). Returns (new state, metrics), metrics
+    `stop` [b] (1 where the host was asked to stop). A pre-masked batch also carries
+    PREMASKED_KEYS ([b, P]) and its `input_ids` are the corrupted ones. Returns (new state, metrics), metrics
     identical on all devices.
     """
     mask_key, dropout_key = jax.random.split(base_key)
@@ -190,9 +227,7 @@ def train_step(state: TrainState, batch, base_key, cfg: StepConfig):
               "sentence": lax.psum(jnp.float32(batch["input_ids"].shape[0]), AXIS)}
     if cfg.model.coarse_vocab_size:
         counts["coarse_mlm"] = lax.psum(masked["coarse_masked_weights"].sum(), AXIS)
-    grad_fn = jax.grad(_losses, has_aux=True)
-    grads, sums = grad_fn(state.params, batch, masked, cfg, dropout_key=dropout_key,
-                          counts=counts)
+    grads, sums = _accumulated_grads(state.params, batch, masked, cfg, dropout_key, counts)
     grads = lax.pmean(grads, AXIS)
     metrics = _reduce(sums)
     metrics["grad_norm"] = optax.tree.norm(grads)

@@ -211,3 +211,38 @@ def test_ambert_coarse_targets_follow_the_fine_masks(replace_unit):
     assert int((m["coarse_masked_weights"] > 0).sum()) > 20
     if replace_unit == "piece":  # independent draws: they differ now and then
         assert same_action < coarse_targets
+
+
+@pytest.mark.parametrize("backend,num_devices,accum", [("pmap", 2, 4), ("shard_map", 1, 2)])
+def test_gradient_accumulation_gives_the_same_steps(backend, num_devices, accum):
+    """Micro-batches inside the step: the same losses, gradients and updates as one pass."""
+    batches = [synthetic.batch(seed=s) for s in range(4)]
+    cfg = dataclasses.replace(synthetic.step_config(), grad_accum=accum)
+    got, state = _run(backend, num_devices, 6, batches=batches, cfg=cfg)
+    ref, ref_state = _run(backend, num_devices, 6, batches=batches)
+    for name in ("loss", "mlm_accuracy", "nsp_loss", "grad_norm"):
+        np.testing.assert_allclose([r[name] for r in got], [r[name] for r in ref],
+                                   rtol=1e-5, atol=1e-6, err_msg=name)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6),
+                 jax.device_get(state.params), jax.device_get(ref_state.params))
+
+
+def test_premasked_batch_is_used_as_given():
+    """A batch carrying its own masks (pre-masked data) trains on exactly those: the same
+    step as on-device masking that drew them."""
+    cfg = synthetic.step_config()
+    batch = synthetic.batch(seed=3)
+    mask_key, _ = jax.random.split(jax.random.key(1))  # as train_step splits _run's key
+    one_device = jax.tree.map(lambda x: np.asarray(x)[None], batch)
+    fn = lambda b: step_lib._masked_batch(b, mask_key, 0, cfg)
+    drawn = jax.tree.map(lambda x: np.asarray(x)[0],
+                         jax.vmap(fn, axis_name=step_lib.AXIS)(one_device))
+    premasked = dict(batch, input_ids=drawn["input_ids"],
+                     **{k: drawn[k] for k in step_lib.PREMASKED_KEYS})
+    ref, _ = _run("shard_map", 2, 1, batches=[batch])
+    got, _ = _run("shard_map", 2, 1, batches=[premasked])
+    assert got[0]["loss"] == pytest.approx(ref[0]["loss"], rel=1e-6)
+    # Other masks give another loss: the given ones were really used.
+    shifted = dict(premasked, masked_labels=np.roll(premasked["masked_labels"], 1, axis=0))
+    other, _ = _run("shard_map", 2, 1, batches=[shifted])
+    assert abs(other[0]["loss"] - ref[0]["loss"]) > 1e-3
