@@ -133,9 +133,15 @@ class SelfAttention(nn.Module):
                                                             deterministic=deterministic)
             ctx_BxLxNxD = jnp.einsum("bnqk,bknd->bqnd", probs_BxNxLxL.astype(c.dtype),
                                      v_BxLxNxD)
+        elif c.attention_impl == "cudnn":
+            # Lengths, not a mask: cuDNN's fused kernel skips the padded keys' blocks.
+            lengths_B = attention_mask_BxL.astype(jnp.int32).sum(-1)
+            ctx_BxLxNxD = jax.nn.dot_product_attention(
+                q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, query_seq_lengths=lengths_B,
+                key_value_seq_lengths=lengths_B, implementation="cudnn")
         else:
             ctx_BxLxNxD = jax.nn.dot_product_attention(q_BxLxNxD, k_BxLxNxD, v_BxLxNxD,
-                                                       mask=mask_Bx1x1xL)
+                                                       mask=mask_Bx1x1xL, implementation="xla")
         return dense(c, c.hidden_size, "output", axis=(-2, -1))(ctx_BxLxNxD)
 
 
