@@ -1,0 +1,187 @@
+"""Timing of the real pretraining step on synthetic batches (experiments/benchmark.py).
+
+Nothing here reads data files or imports TensorFlow, grain or ml_collections, so the same
+benchmark runs on a bare accelerator image. The step timed is `training/step.py`'s
+`train_step` under `training/parallel.py`, exactly as pretraining runs it: on-device masking
+(15% of tokens, 80/10/10), MLM head at the gathered positions, NSP head, AdamW with clipping,
+donated state. Batches are random full-length `[CLS] a [SEP] b [SEP]` rows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import statistics
+import time
+import types
+
+import jax
+import numpy as np
+
+from bert_jax.config import SIZES, ModelConfig, model_config_for
+from bert_jax.masking import MaskingConfig
+from bert_jax.metrics.flops import measure_matmul_peak, train_flops_per_step
+from bert_jax.modeling.models import init_params, pretraining_model
+from bert_jax.training.optimizer import make_optimizer
+from bert_jax.training.parallel import Parallel
+from bert_jax.training.step import PREMASKED_KEYS, StepConfig, TrainState
+
+# Special ids of the synthetic vocabulary (BERT's uncased vocab.txt has these).
+PAD, CLS, SEP, MASK = 0, 101, 102, 103
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchConfig:
+    """What one benchmark measures; every field is a CLI flag of experiments/benchmark.py."""
+
+    model: str = "base"  # a Google BERT size (config.SIZES)
+    seq_len: int = 128
+    batch_size: int = 8  # global, over all devices
+    dtype: str = "float32"  # compute dtype; parameters stay float32
+    steps: int = 10  # timed steps (after 2 untimed ones)
+    dropout: float = 0.1  # hidden and attention dropout (BERT's 0.1)
+    remat: str = "none"
+    grad_accum: int = 1
+    attention_impl: str = "xla"
+    parallel: str = "pmap"
+    seed: int = 0
+
+    @property
+    def predictions(self) -> int:
+        """MLM slots per sequence: 15% of the tokens, rounded up (google-research/bert's 20 at
+        128 tokens)."""
+        return max(1, math.ceil(0.15 * self.seq_len))
+
+    def model_config(self) -> ModelConfig:
+        if self.model not in SIZES:
+            raise ValueError(f"--model must be one of {list(SIZES)}, got {self.model!r}")
+        return model_config_for(self.model, dtype=self.dtype, remat=self.remat,
+                                hidden_dropout=self.dropout, attention_dropout=self.dropout,
+                                attention_impl=self.attention_impl)
+
+
+def masking_config(bench: BenchConfig, vocab_size: int) -> MaskingConfig:
+    return MaskingConfig(vocab_size=vocab_size, mask_id=MASK, special_ids=(PAD, CLS, SEP, MASK),
+                         max_predictions=bench.predictions)
+
+
+def synthetic_batch(bench: BenchConfig, vocab_size: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Full-length [CLS] a [SEP] b [SEP] rows of random word-piece ids (host numpy)."""
+    rng = np.random.default_rng(seed)
+    b, l = bench.batch_size, bench.seq_len
+    ids = rng.integers(1000, vocab_size, (b, l), dtype=np.int32)
+    half = l // 2
+    ids[:, 0], ids[:, half], ids[:, -1] = CLS, SEP, SEP
+    types_ = np.zeros((b, l), np.int32)
+    types_[:, half + 1:] = 1
+    return {"input_ids": ids, "attention_mask": np.ones((b, l), np.int32),
+            "token_type_ids": types_, "word_start": np.ones((b, l), np.int32),
+            "next_sentence_label": rng.integers(0, 2, (b,), dtype=np.int32)}
+
+
+def _train_config(steps: int):
+    """The optimizer fields make_optimizer reads (BERT's AdamW, warm-up, clipping)."""
+    return types.SimpleNamespace(
+        optimizer="adamw", learning_rate=1e-4, warmup_steps=max(steps // 10, 1),
+        end_learning_rate=0.0, num_steps=steps + 10, weight_decay=0.01, adam_b1=0.9,
+        adam_b2=0.999, adam_eps=1e-6, max_grad_norm=1.0)
+
+
+class StepTimer:
+    """A compiled train step on replicated state and one device-resident synthetic batch."""
+
+    def __init__(self, bench: BenchConfig, *, premasked: bool = False, devices=None):
+        self.bench = bench
+        self.model = bench.model_config()
+        self.step_cfg = StepConfig(model=self.model,
+                                   masking=masking_config(bench, self.model.vocab_size),
+                                   grad_accum=bench.grad_accum)
+        self.par = Parallel(bench.parallel, self.step_cfg, devices)
+        if bench.batch_size % (self.par.num_devices * bench.grad_accum):
+            raise ValueError(f"--batch_size ({bench.batch_size}) must be divisible by the "
+                             f"devices ({self.par.num_devices}) x --grad_accum "
+                             f"({bench.grad_accum})")
+        params = jax.jit(init_params, static_argnums=0)(pretraining_model(self.model),
+                                                        jax.random.key(bench.seed))
+        self.num_params = sum(int(x.size) for x in jax.tree.leaves(params))
+        tx = make_optimizer(_train_config(bench.steps))
+        self.state = self.par.replicate(TrainState.create(params, tx, jax.random.key(1)))
+        self.key = jax.random.key(2)
+        batch = synthetic_batch(bench, self.model.vocab_size, bench.seed)
+        if premasked:  # the same step with its masking done beforehand (masking's cost)
+            batch.update(premask(batch, self.step_cfg))
+        self.batch = self.par.shard_batch(batch)
+        t0 = time.perf_counter()
+        self.compiled = self.par.train.lower(self.state, self.batch, self.key).compile()
+        self.compile_time_s = time.perf_counter() - t0
+        self.memory = self.compiled.memory_analysis()
+
+    def run(self, steps: int) -> list[float]:
+        """Seconds of each of `steps` steps, each waited for (its loss read back)."""
+        times = []
+        for _ in range(steps):
+            t0 = time.perf_counter()
+            self.state, metrics = self.compiled(self.state, self.batch, self.key)
+            float(metrics["loss"])
+            times.append(time.perf_counter() - t0)
+        return times
+
+    def peak_memory_bytes(self) -> tuple[int, str]:
+        """Device peak when the backend reports it (GPU/TPU), else XLA's static estimate of
+        the step: arguments + outputs + temporaries - aliased (donated) buffers."""
+        stats = self.par.devices[0].memory_stats() or {}
+        if "peak_bytes_in_use" in stats:
+            return int(stats["peak_bytes_in_use"]), "device"
+        m = self.memory
+        if m is None:
+            return 0, "unavailable"
+        total = (m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes
+                 - m.alias_size_in_bytes)
+        return int(total), "compiled estimate"
+
+
+def premask(batch: dict[str, np.ndarray], step_cfg: StepConfig) -> dict[str, np.ndarray]:
+    """The masks the step would draw, computed once on the host side of the benchmark."""
+    from bert_jax.masking import example_keys, mask_tokens
+
+    keys_B = example_keys(jax.random.key(3), 0, np.arange(len(batch["input_ids"])))
+    masked = mask_tokens(keys_B, batch["input_ids"], batch["attention_mask"],
+                         batch["word_start"], step_cfg.masking)
+    return {k: np.asarray(masked[k]) for k in ("input_ids", *PREMASKED_KEYS)}
+
+
+def summarize(bench: BenchConfig, timer: StepTimer, times: list[float],
+              peak: tuple[float, int]) -> dict:
+    """The benchmark's result record (the JSON of experiments/benchmark.py)."""
+    step_time = statistics.median(times)
+    flops = train_flops_per_step(timer.model, batch_size=bench.batch_size,
+                                 seq_len=bench.seq_len, predictions=bench.predictions)
+    peak_flops = peak[0] * timer.par.num_devices
+    memory, memory_source = timer.peak_memory_bytes()
+    device = timer.par.devices[0]
+    return {
+        **dataclasses.asdict(bench),
+        "predictions_per_seq": bench.predictions,
+        "num_params": timer.num_params,
+        "devices": timer.par.num_devices,
+        "device_kind": device.device_kind,
+        "platform": device.platform,
+        "jax_version": jax.__version__,
+        "compile_time_s": timer.compile_time_s,
+        "step_time_ms": 1e3 * step_time,
+        "step_time_ms_all": [1e3 * t for t in times],
+        "tokens_per_sec": bench.batch_size * bench.seq_len / step_time,
+        "model_flops_per_step": flops,
+        "model_flops_per_sec": flops / step_time,
+        "peak_flops": peak_flops,
+        "peak_flops_matmul_n": peak[1],
+        "mfu": flops / step_time / peak_flops,
+        "peak_memory_bytes": memory,
+        "peak_memory_source": memory_source,
+    }
+
+
+def matmul_peak(dtype: str, devices=None) -> tuple[float, int]:
+    """Per-device matmul peak (FLOP/s, N) in the benchmark's dtype."""
+    device = (devices or jax.devices())[0]
+    return measure_matmul_peak(dtype, device=device)

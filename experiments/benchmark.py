@@ -1,0 +1,155 @@
+"""Speed of the pretraining step: tokens/s, model FLOPs utilisation, compile time, memory.
+
+    python -m experiments.benchmark --model base --seq_len 128 --batch_size 8 --dtype float32
+    python -m experiments.benchmark --model base --batch_size 8 --compare hf   # vs transformers
+    python -m experiments.benchmark --model large --seq_len 512 --batch_size 32 \
+        --dtype bfloat16 --attention cudnn --json large.json                  # on a GPU
+
+Times the real train step (on-device masking, gathered MLM head, NSP, AdamW) on synthetic
+batches, so it needs no data and no TensorFlow/grain/ml_collections. MFU is the model FLOPs
+of bert_jax/metrics/flops.py over the matmul rate measured on the same device in the same
+dtype. `--compare hf` alternates rounds of this step and of transformers' PyTorch
+BertForPreTraining and prints the ratio of their medians; `--masking_cost` alternates it with
+the same step on pre-masked batches; `--pipeline` times the input pipeline on the embedded
+corpus (needs requirements.txt) against the step's consumption.
+"""
+
+import json
+import os
+import statistics
+import sys
+import time
+
+from absl import app, flags, logging
+
+flags.DEFINE_enum("model", "base", ["tiny", "mini", "small", "medium", "base", "large"],
+                  "Google BERT size.")
+flags.DEFINE_integer("seq_len", 128, "Tokens per sequence.")
+flags.DEFINE_integer("batch_size", 8, "Global batch (all devices).")
+flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"],
+                  "Compute dtype (parameters, LayerNorm, softmax and loss stay float32).")
+flags.DEFINE_integer("steps", 10, "Timed steps of each timed function (after 2 untimed).")
+flags.DEFINE_string("json", None, "Write the result record here.")
+flags.DEFINE_enum("compare", "none", ["none", "hf"],
+                  "hf: also time transformers' PyTorch BertForPreTraining, alternating.")
+flags.DEFINE_integer("rounds", 3, "Alternating rounds when comparing (steps split among them).")
+flags.DEFINE_float("dropout", 0.1, "Hidden and attention dropout (BERT: 0.1).")
+flags.DEFINE_enum("remat", "none", ["none", "full", "dots"], "Rematerialisation policy.")
+flags.DEFINE_integer("grad_accum", 1, "Micro-batches per device and step.")
+flags.DEFINE_enum("attention", "xla", ["xla", "cudnn"],
+                  "jax.nn.dot_product_attention implementation (cudnn: NVIDIA GPU, bf16, "
+                  "and --dropout 0, since attention dropout needs the explicit form).")
+flags.DEFINE_enum("parallel", "pmap", ["pmap", "shard_map"], "Device mapping.")
+flags.DEFINE_bool("masking_cost", False,
+                  "Also time the step on pre-masked batches: masking's share of the step.")
+flags.DEFINE_bool("pipeline", False,
+                  "Also time the input pipeline (embedded corpus, this batch and length).")
+FLAGS = flags.FLAGS
+
+
+def _alternate(timers: dict, steps: int, rounds: int) -> dict[str, list[float]]:
+    """Runs each timer's steps in `rounds` interleaved rounds (2 untimed steps first), so
+    machine noise hits every contender alike."""
+    for timer in timers.values():
+        timer.run(2)
+    per_round = max(1, -(-steps // rounds))
+    times = {name: [] for name in timers}
+    for _ in range(rounds):
+        for name, timer in timers.items():
+            times[name] += timer.run(per_round)
+    return times
+
+
+def _pipeline_rate(seq_len: int, batch_size: int, batches: int = 50) -> float:
+    """Batches/s of the training input pipeline on the embedded corpus."""
+    from bert_jax.config import default_pretrain_config
+    from bert_jax.data.pipeline import make_train_iterator
+
+    data = default_pretrain_config().data
+    data.max_seq_len = seq_len
+    it = make_train_iterator(data, seed=0, global_batch_size=batch_size)
+    next(it)  # builds/loads the corpus and instances, starts the reader threads
+    t0 = time.perf_counter()
+    for _ in range(batches):
+        next(it)
+    return batches / (time.perf_counter() - t0)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    logging.set_verbosity(logging.WARNING)  # JAX's INFO lines about absent backends
+    from bert_jax.training import benchmark as bench_lib
+
+    bench = bench_lib.BenchConfig(
+        model=FLAGS.model, seq_len=FLAGS.seq_len, batch_size=FLAGS.batch_size,
+        dtype=FLAGS.dtype, steps=FLAGS.steps, dropout=FLAGS.dropout, remat=FLAGS.remat,
+        grad_accum=FLAGS.grad_accum, attention_impl=FLAGS.attention, parallel=FLAGS.parallel)
+    if FLAGS.attention == "cudnn" and FLAGS.dropout > 0:
+        sys.exit("error: --attention cudnn has no attention dropout; add --dropout 0")
+    if FLAGS.seq_len > 512 or FLAGS.seq_len < 8:
+        sys.exit(f"error: --seq_len must be in [8, 512] (BERT's positions), got {FLAGS.seq_len}")
+    try:
+        timer = bench_lib.StepTimer(bench)
+    except ValueError as err:
+        sys.exit(f"error: {err}")
+    print(f"{bench.model}: {timer.num_params / 1e6:.1f}M parameters; "
+          f"{timer.par.num_devices} x {timer.par.devices[0].device_kind}; compiled in "
+          f"{timer.compile_time_s:.1f} s", flush=True)
+    timers = {"bert_jax": timer}
+    if FLAGS.masking_cost:
+        timers["premasked"] = bench_lib.StepTimer(bench, premasked=True)
+    if FLAGS.compare == "hf":
+        from bert_jax.training.benchmark_hf import HFStepTimer
+
+        timers["hf"] = HFStepTimer(bench)
+    times = _alternate(timers, FLAGS.steps, FLAGS.rounds if len(timers) > 1 else 1)
+    peak = bench_lib.matmul_peak(FLAGS.dtype)
+    result = bench_lib.summarize(bench, timer, times["bert_jax"], peak)
+    tokens = bench.batch_size * bench.seq_len
+    print(f"step {result['step_time_ms']:.1f} ms (median of {len(times['bert_jax'])}), "
+          f"{result['tokens_per_sec']:.0f} tokens/s, "
+          f"{result['model_flops_per_sec'] / 1e9:.1f} GFLOP/s of model FLOPs; matmul peak "
+          f"{peak[0] / 1e9:.1f} GFLOP/s per device ({FLAGS.dtype}, N={peak[1]}); "
+          f"MFU {100 * result['mfu']:.1f}%; peak memory "
+          f"{result['peak_memory_bytes'] / 2**30:.2f} GiB ({result['peak_memory_source']})")
+    if "premasked" in times:
+        premasked = statistics.median(times["premasked"])
+        masked = statistics.median(times["bert_jax"])
+        result["premasked_step_time_ms"] = 1e3 * premasked
+        result["masking_fraction"] = (masked - premasked) / masked
+        print(f"masking: step {1e3 * masked:.1f} ms with on-device masking, "
+              f"{1e3 * premasked:.1f} ms on pre-masked batches: "
+              f"{100 * result['masking_fraction']:.2f}% of the step")
+    if "hf" in times:
+        from bert_jax.metrics.flops import train_flops_per_step
+
+        hf_step = statistics.median(times["hf"])
+        hf_flops = train_flops_per_step(timer.model, batch_size=bench.batch_size,
+                                        seq_len=bench.seq_len, predictions=bench.seq_len)
+        result.update(
+            hf_step_time_ms=1e3 * hf_step, hf_step_time_ms_all=[1e3 * t for t in times["hf"]],
+            hf_tokens_per_sec=tokens / hf_step, hf_model_flops_per_step=hf_flops,
+            hf_mfu=hf_flops / hf_step / result["peak_flops"],
+            speedup_vs_hf=hf_step / statistics.median(times["bert_jax"]))
+        print(f"transformers (PyTorch) BertForPreTraining: step {1e3 * hf_step:.1f} ms, "
+              f"{tokens / hf_step:.0f} tokens/s (its MLM head decodes all {bench.seq_len} "
+              f"positions: {hf_flops / hf_step / 1e9:.1f} GFLOP/s); bert_jax / transformers "
+              f"tokens/s = {result['speedup_vs_hf']:.2f}x")
+    if FLAGS.pipeline:
+        rate = _pipeline_rate(bench.seq_len, bench.batch_size)
+        result["pipeline_batches_per_sec"] = rate
+        result["pipeline_over_step"] = rate * statistics.median(times["bert_jax"])
+        print(f"input pipeline: {rate:.1f} batches/s of {bench.batch_size} x {bench.seq_len}, "
+              f"{result['pipeline_over_step']:.1f}x what the step consumes")
+    result["date"] = time.strftime("%Y-%m-%d")
+    result["command"] = "python -m experiments.benchmark " + " ".join(sys.argv[1:])
+    if FLAGS.json:
+        os.makedirs(os.path.dirname(os.path.abspath(FLAGS.json)), exist_ok=True)
+        with open(FLAGS.json, "w") as f:
+            json.dump(result, f, indent=1)
+        print(f"wrote {FLAGS.json}")
+
+
+if __name__ == "__main__":
+    app.run(main)
