@@ -58,7 +58,7 @@ class HFStepTimer:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
         self.optimizer.step()
-        return float(loss)  # waits for the device
+        return float(loss.detach())  # waits for the device
 
     def run(self, steps: int) -> list[float]:
         times = []
