@@ -56,7 +56,7 @@ def read_file(path: str) -> list[ConllExample]:
     def close():
         if words:
             sentences.append(ConllExample(len(sentences), tuple(words),
-                                          tuple(_checked(to_iob2(tags), path))))
+                                          tuple(to_iob2(_checked(tags, path)))))
             words.clear()
             tags.clear()
 
