@@ -191,3 +191,24 @@ def test_gold_spans_decode_to_full_scores(tmp_path, tokenizer):
         path = tmp_path / f"{task.name}.json"
         tasks.write_predictions(task, examples, predictions, str(path))
         assert json.loads(path.read_text()) == predictions
+
+
+@pytest.mark.parametrize("kind", ["bpe", "unigram"])
+def test_bpe_and_unigram_spans_are_exact(kind):
+    """Their pieces carry the space before a word ("Ġ", "▁"); offsets must not."""
+    from bert_jax.data.tokenizer import DEFAULT_PATHS, load_tokenizer
+
+    tokenizer = load_tokenizer(DEFAULT_PATHS[kind], lowercase=kind == "unigram")
+    examples = tasks.load_examples(V1, "validation", sample=True)
+    f = tasks.featurize(V1, examples, tokenizer, 160)
+    assert len(f["input_ids"]) == len(examples)  # One window each: all answers inside.
+    assert (f["input_ids"][:, 0] == tokenizer.cls_id).all()
+    for row, example in enumerate(examples):
+        s, e = f["start_position"][row], f["end_position"][row]
+        assert example.context[f["_offsets"][row, s, 0]:f["_offsets"][row, e, 1]] == \
+            example.answers[0]
+    onehot = np.eye(160, dtype=np.float32)
+    outputs = {"start_logits": onehot[f["start_position"]],
+               "end_logits": onehot[f["end_position"]]}
+    predictions = tasks.postprocess(V1, examples, f, outputs)
+    assert predictions == {e.id: e.answers[0] for e in examples}

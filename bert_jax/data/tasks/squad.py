@@ -127,6 +127,16 @@ def _answer_pieces(example: SquadExample, offsets_Tx2: np.ndarray) -> tuple[int,
     return (int(inside[0]), int(inside[-1])) if len(inside) else None
 
 
+def _trimmed(context: str, offsets: Sequence[tuple[int, int]]) -> np.ndarray:
+    """Piece offsets [T, 2] without the whitespace a BPE ("Ġ") or Unigram ("▁") piece
+    includes before its word, so a span's offsets give exactly its text."""
+    out = np.asarray(offsets, np.int32).reshape(-1, 2)
+    for row in out:
+        while row[0] < row[1] - 1 and context[row[0]].isspace():
+            row[0] += 1
+    return out
+
+
 def featurize(task, examples: Sequence[SquadExample], tokenizer, max_seq_len: int, *,
               doc_stride: int = 128, max_query_length: int = 64) -> dict[str, np.ndarray]:
     """Windows of every example (module docstring): model inputs [N, L], `example_index` [N],
@@ -141,8 +151,8 @@ def featurize(task, examples: Sequence[SquadExample], tokenizer, max_seq_len: in
                              "pieces, two [SEP] and some context")
     contexts = list(dict.fromkeys(e.context for e in examples))
     encoded = common.hf_tokenizer(tokenizer).encode_batch(contexts, add_special_tokens=False)
-    by_context = {c: (np.asarray(enc.ids, np.int32), np.asarray(enc.offsets, np.int32)
-                      .reshape(-1, 2)) for c, enc in zip(contexts, encoded)}
+    by_context = {c: (np.asarray(enc.ids, np.int32), _trimmed(c, enc.offsets))
+                  for c, enc in zip(contexts, encoded)}
     questions = tokenizer.encode_batch([e.question for e in examples])
     rows = {k: [] for k in ("ids", "types", "example", "start", "end", "offsets", "max")}
     for i, (example, (question, _)) in enumerate(zip(examples, questions)):
@@ -216,7 +226,7 @@ def postprocess(task, examples: Sequence[SquadExample], features: dict,
         text = ""
         if best is not None:
             _, s, e, row = best
-            text = example.context[offsets_NxLx2[row, s, 0]:offsets_NxLx2[row, e, 1]].strip()
+            text = example.context[offsets_NxLx2[row, s, 0]:offsets_NxLx2[row, e, 1]]
             if task.name == "squad_v2" and null_score - best[0] > null_score_diff_threshold:
                 text = ""
         predictions[example.id] = text
