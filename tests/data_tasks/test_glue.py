@@ -163,3 +163,19 @@ def test_regression_and_binary_metrics(tmp_path):
     assert tasks.evaluate(mrpc, labelled, [1, 0, 1, 0]) == {"f1": 0.5, "accuracy": 0.5}
     with pytest.raises(DataError, match="no label"):
         tasks.evaluate(mrpc, [glue.GlueExample(0, "a", "b", None)], [1])
+
+
+@pytest.mark.parametrize("name", GLUE)
+def test_gold_logits_score_one(tokenizer, name):
+    task = tasks.get_task(name)
+    examples = tasks.load_examples(task, task.eval_splits[-1], sample=True)
+    features = tasks.featurize(task, examples, tokenizer, 64)
+    if task.kind == "regression":
+        logits = features["label"][:, None]
+    else:
+        logits = np.eye(task.num_labels, dtype=np.float32)[features["label"]]
+    predictions = tasks.postprocess(task, examples, features, {"logits": logits})
+    assert tasks.evaluate(task, examples, predictions) == pytest.approx(
+        {k: 1.0 for k in task.metric_keys})
+    with pytest.raises(ValueError, match="outputs\\['logits'\\] has 1 rows but"):
+        tasks.postprocess(task, examples, features, {"logits": logits[:1]})

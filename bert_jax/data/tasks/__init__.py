@@ -160,6 +160,12 @@ def postprocess(task: Task, examples: Sequence, features: dict, outputs: dict, *
     in example order); token: one tag-name list per example (one tag per word); span:
     {question id: answer text}, "" = no answer.
     """
+    rows = len(features["example_index"])
+    for key, value in outputs.items():
+        if len(value) != rows:
+            raise ValueError(f"outputs[{key!r}] has {len(value)} rows but the features have "
+                             f"{rows}; run the model on every feature row (pad the last "
+                             "batch and drop the padding's outputs).")
     if task.family == "squad":
         return squad.postprocess(task, examples, features, outputs, n_best_size=n_best_size,
                                  max_answer_length=max_answer_length,
