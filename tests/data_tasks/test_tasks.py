@@ -51,3 +51,14 @@ def test_tfds_failure_says_what_to_do(monkeypatch):
     monkeypatch.setattr(tfds, "load", offline)
     with pytest.raises(ConfigError, match="glue/rte.*no network.*local_dir.*sample=True"):
         tasks.load_examples(tasks.get_task("rte"), "train")
+
+
+def test_predictions_file_names():
+    names = {(n, s): tasks.predictions_file_name(tasks.get_task(n), s) for n, s in (
+        ("cola", "test"), ("sst2", "validation"), ("mnli", "test_matched"),
+        ("mnli", "validation_mismatched"), ("squad_v2", "validation"), ("conll2003", "test"))}
+    assert names == {("cola", "test"): "CoLA.tsv", ("sst2", "validation"): "SST-2.tsv",
+                     ("mnli", "test_matched"): "MNLI-m.tsv",
+                     ("mnli", "validation_mismatched"): "MNLI-mm.tsv",
+                     ("squad_v2", "validation"): "predictions_validation.json",
+                     ("conll2003", "test"): "test.conll"}

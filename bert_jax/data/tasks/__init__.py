@@ -23,8 +23,8 @@ or `local_dir` the task folder itself; SQuAD: `{train,dev}-v1.1.json` / `-v2.0.j
 `eng.train`, `eng.testa` (validation), `eng.testb` (test).
 
 The samples (`samples/`, see its README) are made by this project, in the original file
-formats: a dozen examples per split, for the no-argument demo and the tests. They are not the
-benchmarks, and scores on them mean nothing.
+formats: about a dozen training examples per task, for the no-argument demo and the tests.
+They are not the benchmarks, and scores on them mean nothing.
 """
 from __future__ import annotations
 
@@ -176,6 +176,14 @@ def postprocess(task: Task, examples: Sequence, features: dict, outputs: dict, *
 def evaluate(task: Task, examples: Sequence, predictions) -> dict[str, float]:
     """{key: fraction} for each of `task.metric_keys`."""
     return _FAMILIES[task.family].evaluate(task, examples, predictions)
+
+
+def predictions_file_name(task: Task, split: str) -> str:
+    """A file name for `split`'s predictions: GLUE's leaderboard names ("SST-2.tsv",
+    "MNLI-m.tsv", ...), SQuAD's "predictions_<split>.json", CoNLL's "<split>.conll"."""
+    if task.family == "glue":
+        return glue.leaderboard_name(task, split)
+    return f"predictions_{split}.json" if task.family == "squad" else f"{split}.conll"
 
 
 def write_predictions(task: Task, examples: Sequence, predictions, path: str) -> None:

@@ -196,6 +196,15 @@ def evaluate(task, examples: Sequence[GlueExample], predictions: Sequence) -> di
     return {key: _METRICS[key](labels, list(predictions)) for key in task.metric_keys}
 
 
+def leaderboard_name(task, split: str) -> str:
+    """The file name the GLUE server expects for `split`'s predictions: "CoLA.tsv", ...,
+    "MNLI-m.tsv" / "MNLI-mm.tsv"."""
+    folder = _FORMATS[task.name].folder
+    if task.name == "mnli":
+        folder += "-mm" if split.endswith("mismatched") else "-m"
+    return folder + ".tsv"
+
+
 def write_predictions(task, examples: Sequence[GlueExample], predictions: Sequence,
                       path: str) -> None:
     """The leaderboard's file: header `index\\tprediction`, then one row per example with the
