@@ -182,10 +182,7 @@ def train_step(state: TrainState, batch, base_key, cfg: StepConfig):
     """
     mask_key, dropout_key = jax.random.split(base_key)
     masked = _masked_batch(batch, mask_key, state.step, cfg)
-    dropout_key = jax.random.fold_in(jax.random.fold_in(dropout_key, state.step),
-                                      lax.axis_index(AXIS))
-    if cfg.model.hidden_dropout == 0.0 and cfg.model.attention_dropout == 0.0:
-        dropout_key = None
+    dropout_key = step_dropout_key(dropout_key, state.step, cfg.model)
     counts = {"mlm": lax.psum(masked["masked_weights"].sum(), AXIS),
               "sentence": lax.psum(jnp.float32(batch["input_ids"].shape[0]), AXIS)}
     if cfg.model.coarse_vocab_size:
@@ -193,8 +190,22 @@ def train_step(state: TrainState, batch, base_key, cfg: StepConfig):
     grad_fn = jax.grad(_losses, has_aux=True)
     grads, sums = grad_fn(state.params, batch, masked, cfg, dropout_key=dropout_key,
                           counts=counts)
-    grads = lax.pmean(grads, AXIS)
-    metrics = _reduce(sums)
+    return apply_gradients(state, lax.pmean(grads, AXIS), _reduce(sums), batch)
+
+
+def step_dropout_key(key, step, model: ModelConfig):
+    """This device's dropout key at `step`: fold_in(fold_in(key, step), device index); None
+    when the model has no dropout (the step then runs deterministically)."""
+    if model.hidden_dropout == 0.0 and model.attention_dropout == 0.0:
+        return None
+    return jax.random.fold_in(jax.random.fold_in(key, step), lax.axis_index(AXIS))
+
+
+def apply_gradients(state: TrainState, grads, metrics: dict, batch):
+    """The optimizer update from all-reduced `grads`, with the NaN/Inf guard; adds
+    grad_norm, learning_rate, nonfinite, skipped_steps (and stop) to the global `metrics`.
+    Shared by every per-device train step (pretraining, fine-tuning)."""
+    metrics = dict(metrics)
     metrics["grad_norm"] = optax.tree.norm(grads)
     metrics["learning_rate"] = jnp.asarray(
         state.opt_state.hyperparams["learning_rate"], jnp.float32)
