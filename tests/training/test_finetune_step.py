@@ -1,6 +1,7 @@
 """The per-device fine-tuning step: learning for every kind, device-count and backend
 invariance, padding rows that count nowhere, layer-wise learning-rate decay."""
 
+import dataclasses
 import functools
 
 import jax
@@ -135,3 +136,21 @@ def test_layerwise_lr_multipliers_exact(scan_layers):
         decayed, decayed_state = decayed_tx.update(grads, decayed_state, params)
     jax.tree.map(lambda p, d, m: np.testing.assert_allclose(
         np.asarray(d), np.asarray(p) * m, rtol=1e-6), plain, decayed, mult)
+
+
+def test_ambert_loss_falls_and_agreement_term_counts():
+    """AMBERT classification: the three classifiers' losses plus lambda * agreement fall on
+    one batch; lambda changes the loss (the agreement term is in it) but not the accuracy."""
+    model = synthetic.ambert_step_config().model
+    cfg = finetune_step.FinetuneStepConfig(model=model, kind="classification", num_labels=3)
+    rows = fs.features("classification", 8, 16)
+    rows = synthetic.with_coarse(rows)
+    history, _, _ = _run(cfg, "shard_map", 2, [rows], 30, 3e-3)
+    first, last = history[0]["loss"], np.mean([h["loss"] for h in history[-3:]])
+    assert abs(first - 3 * np.log(3)) < 0.3  # three classifiers at chance, agreement ~0
+    assert last < 0.5 * first, (first, last)
+    params = init_params(task_model(model, "classification", 3), jax.random.key(0))
+    sums = {lam: jax.jit(finetune_step.loss_sums, static_argnums=2)(
+        params, rows, dataclasses.replace(cfg, agreement_weight=lam)) for lam in (0.0, 100.0)}
+    assert float(sums[100.0]["loss"]) > float(sums[0.0]["loss"]) + 1e-3
+    assert float(sums[100.0]["correct"]) == float(sums[0.0]["correct"])
