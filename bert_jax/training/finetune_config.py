@@ -191,8 +191,4 @@ def validate(config, task, model: ModelConfig, *, num_devices: int,
         if not d.coarse_vocab_path:
             raise ConfigError("AMBERT (model.coarse_vocab_size > 0) needs its phrase vocab: "
                               "set data.coarse_vocab_path")
-    if tokenizer_vocab_size is not None and model.vocab_size < tokenizer_vocab_size:
-        raise ConfigError(
-            f"model.vocab_size ({model.vocab_size}) is smaller than the tokenizer's vocabulary "
-            f"({tokenizer_vocab_size}, from data.vocab_path); set model.vocab_size >= "
-            f"{tokenizer_vocab_size}")
+    config_lib.check_vocab_fits(model, tokenizer_vocab_size)

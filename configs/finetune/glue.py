@@ -9,7 +9,7 @@ from the checkpoint) on TFDS's glue/<task>, or GLUE's original files with
 Without an argument (what `python -m experiments.finetune` runs): the demo, SST-2 from the
 project's samples (data/tasks/samples: 12 training sentences written for bert_jax, so the
 score means nothing) with a tiny randomly initialised BERT and the embedded 8k vocabulary;
-about a minute on a CPU, no download.
+under two minutes on a 2-core CPU, no download.
 """
 
 from bert_jax.config import model_config_dict

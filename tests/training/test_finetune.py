@@ -220,3 +220,42 @@ def test_default_config_fields_are_commented_defaults():
         node = c
         for part in field.split("."):
             node = node[part]
+
+
+def test_ambert_run_on_samples(tmp_path):
+    """A tiny AMBERT fine-tuned end to end: coarse inputs from the committed phrase vocab,
+    eval rows and predictions as for BERT."""
+    from bert_jax.data.phrases import DEFAULT_PATH
+
+    config = make_config(**{"train.num_steps": 2, "train.eval_every": 0,
+                            "data.coarse_vocab_path": DEFAULT_PATH})
+    config.model = model_config_dict("tiny", family="ambert", **TINY, coarse_vocab_size=8192,
+                                     hidden_dropout=0.0, attention_dropout=0.0)
+    workdir = str(tmp_path / "w")
+    final = finetune_lib.finetune(config, workdir)
+    assert set(final) == {"accuracy"} and [r["step"] for r in _rows(workdir)] == [1, 2]
+    features = [f for f in os.listdir(os.path.join(workdir, "features")) if "train" in f]
+    with np.load(os.path.join(workdir, "features", features[0])) as f:
+        assert f["coarse_start"].shape == f["input_ids"].shape
+        assert (f["coarse_start"][:, 0] == 1).all() and (f["coarse_ids"][:, 0] == 2).all()
+
+
+def test_cli_demo_and_one_line_errors(tmp_path):
+    """`python -m experiments.finetune` (the demo, shortened) runs to predictions; an unknown
+    task is one `error:` line and exit status 1."""
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    run = lambda *flags: subprocess.run(  # noqa: E731
+        [sys.executable, "-m", "experiments.finetune", *flags], cwd=root, text=True,
+        capture_output=True, timeout=600)
+    workdir = tmp_path / "demo"
+    done = run(f"--workdir={workdir}", "--config.train.num_steps=3",
+               "--config.train.eval_every=0", "--config.model.num_layers=1")
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "best accuracy" in done.stdout
+    assert os.path.exists(workdir / "predictions" / "validation" / "SST-2.tsv")
+    bad = run("--config=configs/finetune/glue.py:sst3", f"--workdir={tmp_path / 'bad'}")
+    assert bad.returncode == 1
+    assert bad.stderr.strip().splitlines()[-1].startswith("error: unknown task 'sst3'")
