@@ -6,8 +6,9 @@ benchmark files in ../shared/data. Slow (tens of minutes each on a CPU): opt-in 
 Each test runs the CLI as a user would (one process, the machine's own devices) and prints
 the exact command, the figure and the wall time. Budgets are cut to fit a CPU: SST-2 trains
 on the first 16,000 of its 67,349 training sentences (1 epoch, 64 tokens); CoNLL on all of
-eng.train for 1 epoch; SQuAD v1.1 has no training file here, so it trains on the dev set's
-first 40 articles and evaluates on its last 8 (held-out articles: no context is shared).
+eng.train for 1 epoch (64 tokens); SQuAD v1.1 has no training file here, so it trains on the
+dev set's first 40 articles and evaluates on its last 8 (held-out articles: no context is
+shared).
 """
 
 import json
@@ -50,7 +51,8 @@ def test_sst2_dev_accuracy(tmp_path):
                         f"--config.data.local_dir={DATA}/glue/SST-2",
                         "--config.data.max_seq_len=64", "--config.data.train_limit=16000",
                         "--config.train.num_epochs=1", "--config.train.learning_rate=5e-5",
-                        "--config.train.eval_every=0", "--config.train.checkpoint_every=100")
+                        "--config.train.eval_every=0", "--config.train.checkpoint_every=100",
+                        "--config.train.log_every=25")
     assert metrics["accuracy"] >= 0.88
 
 
@@ -58,8 +60,10 @@ def test_conll_dev_entity_f1(tmp_path):
     _skip_without(os.path.join(DATA, "conll2003"))
     metrics = _finetune("configs/finetune/conll.py", tmp_path / "w",
                         f"--config.data.local_dir={DATA}/conll2003",
-                        "--config.train.num_epochs=1", "--config.train.learning_rate=1e-4",
-                        "--config.train.eval_every=0", "--config.train.checkpoint_every=200")
+                        "--config.data.max_seq_len=64", "--config.train.num_epochs=1",
+                        "--config.train.learning_rate=1e-4",
+                        "--config.train.eval_every=0", "--config.train.checkpoint_every=200",
+                        "--config.train.log_every=25")
     assert metrics["f1"] >= 0.80
 
 
