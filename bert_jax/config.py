@@ -427,9 +427,14 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int, process_cou
             f"{model_task!r} (model.next_sentence={model.next_sentence}, "
             f"model.sentence_order={model.sentence_order}); set them alike: nsp = "
             "next_sentence (BERT), sop = sentence_order (ALBERT), none = neither (RoBERTa)")
+    check_vocab_fits(model, tokenizer_vocab_size)
+    return model
+
+
+def check_vocab_fits(model: ModelConfig, tokenizer_vocab_size: int | None) -> None:
+    """ConfigError when the tokenizer has ids beyond the model's embedding table."""
     if tokenizer_vocab_size is not None and model.vocab_size < tokenizer_vocab_size:
         raise ConfigError(
             f"model.vocab_size ({model.vocab_size}) is smaller than the tokenizer's vocabulary "
             f"({tokenizer_vocab_size}, from data.vocab_path); set model.vocab_size >= "
             f"{tokenizer_vocab_size}")
-    return model

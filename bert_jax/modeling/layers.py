@@ -25,7 +25,8 @@ def layer_norm(config: ModelConfig, name: str) -> nn.LayerNorm:
                         param_dtype=config.param_dtype, use_fast_variance=False, name=name)
 
 
-def dense(config: ModelConfig, features, name: str, axis=-1) -> nn.DenseGeneral:
+def dense(config: ModelConfig, features, name: str | None = None, axis=-1) -> nn.DenseGeneral:
+    # name=None: a module assigned in setup() takes its attribute name.
     return nn.DenseGeneral(features, axis=axis, dtype=config.dtype,
                            param_dtype=config.param_dtype, kernel_init=_init(config), name=name)
 

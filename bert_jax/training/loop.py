@@ -113,9 +113,11 @@ def _flat(tree: dict) -> dict:
     return traverse_util.flatten_dict(tree, sep=".")
 
 
-def check_resume_config(config, workdir: str) -> None:
+def check_resume_config(config, workdir: str, *, may_change=RESUME_MAY_CHANGE,
+                        default_config=config_lib.default_pretrain_config) -> None:
     """Refuses to resume a workdir's checkpoint under a config that differs from the saved
-    `config.json` in anything but RESUME_MAY_CHANGE; the message lists every difference."""
+    `config.json` in anything but `may_change`; the message lists every difference.
+    `default_config()` gives the values of fields the saved config lacks."""
     path = os.path.join(workdir, "config.json")
     if not os.path.exists(path):
         return  # a workdir from elsewhere; the checkpoint's own model check still applies
@@ -124,11 +126,10 @@ def check_resume_config(config, workdir: str) -> None:
     current = _flat(json.loads(json.dumps(config.to_dict(), default=str)))
     # A field added to the code after the run started reads as its default (e.g. AMBERT's
     # data.coarse_vocab_path, model.coarse_vocab_size): that is what the run did.
-    defaults = _flat(json.loads(json.dumps(config_lib.default_pretrain_config().to_dict(),
-                                           default=str)))
+    defaults = _flat(json.loads(json.dumps(default_config().to_dict(), default=str)))
     saved = {**{k: defaults[k] for k in set(current) - set(saved) if k in defaults}, **saved}
     changed = sorted(k for k in set(saved) | set(current)
-                     if k not in RESUME_MAY_CHANGE and saved.get(k) != current.get(k))
+                     if k not in may_change and saved.get(k) != current.get(k))
     if not changed:
         return
     detail = "; ".join(f"{k}: saved {saved.get(k, '(absent)')!r}, now "
@@ -139,7 +140,7 @@ def check_resume_config(config, workdir: str) -> None:
             else "was written under a different config")
     raise config_lib.ConfigError(
         f"the checkpoint in {workdir} {what} ({detail}). Resuming continues the saved run "
-        f"exactly, so only {', '.join(sorted(RESUME_MAY_CHANGE))} may change. Use a new "
+        f"exactly, so only {', '.join(sorted(may_change))} may change. Use a new "
         "--workdir for a new experiment, or set these fields back.")
 
 

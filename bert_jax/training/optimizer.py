@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 OPTIMIZERS = ("adamw", "lamb")
@@ -83,11 +84,48 @@ def _chain(learning_rate, *, name, b1, b2, eps, weight_decay, max_grad_norm):
     return optax.chain(*parts)
 
 
-def make_optimizer(train_cfg) -> optax.GradientTransformation:
+def layerwise_lr_multipliers(params, decay: float, num_layers: int):
+    """Learning-rate multipliers for layer-wise decay (fine-tuning; Clark et al. 2020,
+    ELECTRA): a tree like `params` of floats, or for layers stacked on axis 0 (nn.scan)
+    arrays [num_layers, 1, ...] that broadcast against the parameter.
+
+    Counting depth from the bottom, the embeddings (`embeddings`, AMBERT's
+    `coarse_embeddings`, ALBERT's projection among them) are depth 0, layer i (0-based,
+    `layer_{i}` or slice i of `layers`) depth i + 1, and everything else (pooler, task head)
+    depth num_layers; a parameter at depth d gets decay ** (num_layers - d). So with L
+    layers the embeddings get decay^L, the bottom layer decay^(L-1), the top layer and the
+    head 1. Modules shared by all layers (ALBERT's `shared`) belong to every depth and keep 1.
+    """
+    def multiplier(path, leaf):
+        names = [getattr(k, "key", str(k)) for k in path]
+        if names[0].endswith("embeddings"):
+            return decay ** num_layers
+        if names[0].endswith("encoder") and names[1] == "layers":
+            depth_L = np.arange(1, num_layers + 1, dtype=np.float32)
+            return (decay ** (num_layers - depth_L)).reshape((-1,) + (1,) * (leaf.ndim - 1))
+        if names[0].endswith("encoder") and names[1].startswith("layer_"):
+            return decay ** (num_layers - 1 - int(names[1].removeprefix("layer_")))
+        return 1.0
+    return jax.tree_util.tree_map_with_path(multiplier, params)
+
+
+def scale_updates(tx: optax.GradientTransformation,
+                  multipliers) -> optax.GradientTransformation:
+    """`tx` with its final updates (learning rate and weight decay included) multiplied per
+    parameter by `multipliers`; the state is `tx`'s own, so `opt_state.hyperparams` stays."""
+    def update_fn(updates, state, params=None):
+        updates, state = tx.update(updates, state, params)
+        return jax.tree.map(lambda u, m: (u * m).astype(u.dtype), updates, multipliers), state
+    return optax.GradientTransformation(tx.init, update_fn)
+
+
+def make_optimizer(train_cfg, lr_multipliers=None) -> optax.GradientTransformation:
     """The optimizer of a run; the learning rate in use is kept in
-    `opt_state.hyperparams["learning_rate"]` (inject_hyperparams) so the step can log it."""
-    return optax.inject_hyperparams(_chain, static_args=(
+    `opt_state.hyperparams["learning_rate"]` (inject_hyperparams) so the step can log it.
+    `lr_multipliers`: per-parameter learning-rate factors (layerwise_lr_multipliers)."""
+    tx = optax.inject_hyperparams(_chain, static_args=(
         "name", "b1", "b2", "eps", "weight_decay", "max_grad_norm"))(
             learning_rate=learning_rate_schedule(train_cfg), name=train_cfg.optimizer,
             b1=train_cfg.adam_b1, b2=train_cfg.adam_b2, eps=train_cfg.adam_eps,
             weight_decay=train_cfg.weight_decay, max_grad_norm=train_cfg.max_grad_norm)
+    return tx if lr_multipliers is None else scale_updates(tx, lr_multipliers)

@@ -22,13 +22,17 @@ BACKENDS = ("pmap", "shard_map")
 
 
 class Parallel:
-    """Compiled, device-mapped train/eval/predict functions for one StepConfig.
+    """Compiled, device-mapped train/eval/predict functions for one step config.
 
     Usage: `state = par.replicate(state)`, then per step
     `state, metrics = par.train(state, par.shard_batch(batch), base_key)`.
     """
 
-    def __init__(self, backend: str, cfg: StepConfig, devices=None):
+    def __init__(self, backend: str, cfg: StepConfig, devices=None, *,
+                 steps=(train_step, eval_step, eval_predictions)):
+        """`steps`: the per-device (train, evaluate, predict) functions, each taking
+        (state or params, batch, base_key, cfg); pretraining's by default (fine-tuning
+        passes its own, training/finetune_step.py)."""
         if backend not in BACKENDS:
             raise ValueError(f"train.parallel must be one of {BACKENDS}, got {backend!r}")
         self.backend = backend
@@ -37,9 +41,7 @@ class Parallel:
         self.num_devices = len(self.devices)
         self._replicated = NamedSharding(self.mesh, P())
         self._split = NamedSharding(self.mesh, P(AXIS))
-        train = functools.partial(train_step, cfg=cfg)
-        evaluate = functools.partial(eval_step, cfg=cfg)
-        predict = functools.partial(eval_predictions, cfg=cfg)
+        train, evaluate, predict = (functools.partial(fn, cfg=cfg) for fn in steps)
         if backend == "pmap":
             pmap = functools.partial(jax.pmap, axis_name=AXIS, devices=self.devices)
             self.train = pmap(train, in_axes=(None, 0, None), out_axes=(None, None),

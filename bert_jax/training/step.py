@@ -214,22 +214,33 @@ def train_step(state: TrainState, batch, base_key, cfg: StepConfig):
     `next_sentence_label` [b]; with static masking also `example_index` and `epoch` [b], with
     coarse masking also `coarse_start` [b, L] (and, for AMBERT, `coarse_ids`); optionally
     `stop` [b] (1 where the host was asked to stop). A pre-masked batch also carries
-    PREMASKED_KEYS ([b, P]) and its `input_ids` are the corrupted ones. Returns (new state, metrics), metrics
-    identical on all devices.
+    PREMASKED_KEYS ([b, P]) and its `input_ids` are the corrupted ones. Returns (new state,
+    metrics), metrics identical on all devices.
     """
     mask_key, dropout_key = jax.random.split(base_key)
     masked = _masked_batch(batch, mask_key, state.step, cfg)
-    dropout_key = jax.random.fold_in(jax.random.fold_in(dropout_key, state.step),
-                                      lax.axis_index(AXIS))
-    if cfg.model.hidden_dropout == 0.0 and cfg.model.attention_dropout == 0.0:
-        dropout_key = None
+    dropout_key = step_dropout_key(dropout_key, state.step, cfg.model)
     counts = {"mlm": lax.psum(masked["masked_weights"].sum(), AXIS),
               "sentence": lax.psum(jnp.float32(batch["input_ids"].shape[0]), AXIS)}
     if cfg.model.coarse_vocab_size:
         counts["coarse_mlm"] = lax.psum(masked["coarse_masked_weights"].sum(), AXIS)
     grads, sums = _accumulated_grads(state.params, batch, masked, cfg, dropout_key, counts)
-    grads = lax.pmean(grads, AXIS)
-    metrics = _reduce(sums)
+    return apply_gradients(state, lax.pmean(grads, AXIS), _reduce(sums), batch)
+
+
+def step_dropout_key(key, step, model: ModelConfig):
+    """This device's dropout key at `step`: fold_in(fold_in(key, step), device index); None
+    when the model has no dropout (the step then runs deterministically)."""
+    if model.hidden_dropout == 0.0 and model.attention_dropout == 0.0:
+        return None
+    return jax.random.fold_in(jax.random.fold_in(key, step), lax.axis_index(AXIS))
+
+
+def apply_gradients(state: TrainState, grads, metrics: dict, batch):
+    """The optimizer update from all-reduced `grads`, with the NaN/Inf guard; adds
+    grad_norm, learning_rate, nonfinite, skipped_steps (and stop) to the global `metrics`.
+    Shared by every per-device train step (pretraining, fine-tuning)."""
+    metrics = dict(metrics)
     metrics["grad_norm"] = optax.tree.norm(grads)
     metrics["learning_rate"] = jnp.asarray(
         state.opt_state.hyperparams["learning_rate"], jnp.float32)
