@@ -108,3 +108,13 @@ def test_command_flags_parse_back_to_the_point_config(tmp_path):
     out = subprocess.run([sys.executable, "-c", parse, argv[3], *argv[5:]], cwd=runs.ROOT,
                          capture_output=True, text=True, check=True).stdout
     assert json.loads(out) == json.loads(json.dumps(point.config.to_dict()))
+
+
+@pytest.mark.parametrize("name, count", [("sentence_task", 3), ("masking", 8),
+                                         ("albert_sharing", 6)])
+def test_shipped_sweeps_expand_and_validate(name, count):
+    from bert_jax.sweeps.grid import load_config_file
+
+    points = expand(load_config_file(f"configs/sweeps/{name}.py"))
+    assert len(points) == count
+    assert all(p.config.train.fill_in_examples == 0 for p in points)
