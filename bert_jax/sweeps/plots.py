@@ -26,6 +26,14 @@ def _label(levels: dict[str, str]) -> str:
     return ",".join(f"{k}={v}" for k, v in levels.items())
 
 
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
 def _vs_step(points: list[Point], workdir: str, out_dir: str) -> list[str]:
     series = {}
     for p in points:
@@ -71,12 +79,14 @@ def _vs_axis(rows: list[dict], axes: list[str], out_dir: str) -> list[str]:
             if not lines:
                 continue
             seeds = " (mean ± std over seeds)" if several_seeds else ""
+            # Lines join levels of a numeric axis; categories (strategies, tasks) get markers.
+            line = "-" if all(_is_number(t) for t in ticks) else "none"
             fig, ax = new_axes(f"final eval {metric} vs {axis}{seeds}", axis, metric)
             for i, (other, pts) in enumerate(lines.items()):
                 xs, means, stds = zip(*sorted(pts))
                 label = _label(dict(zip(others, other))) or metric
                 ax.errorbar(xs, means, yerr=stds if several_seeds else None, marker="o",
-                            capsize=3, color=f"C{i % 10}", label=label)
+                            linestyle=line, capsize=3, color=f"C{i % 10}", label=label)
             ax.set_xticks(range(len(ticks)), ticks)
             paths.append(os.path.join(out_dir, f"{metric}_vs_{axis}.png"))
             save_png(fig, ax, paths[-1])
