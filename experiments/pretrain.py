@@ -16,17 +16,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow is impor
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from experiments import cli
 
-try:
-    _CONFIG = config_flags.DEFINE_config_file(
-        "config", "configs/pretrain/bert_tiny.py", "Pretraining config file (a get_config()).",
-        lock_config=True)
-except (AttributeError, KeyError) as _err:  # ml_collections applies --config.<field> here
-    _hint = _err.args[0] if _err.args else _err
-    while isinstance(_hint, BaseException) and _hint.args:  # AttributeError(KeyError(msg))
-        _hint = _hint.args[0]
-    _hint = str(_hint).replace("\n", "; ")
-    sys.exit(f"error: unknown config field in the command line: {_hint}")
+
+_CONFIG = cli.define_config_file("configs/pretrain/bert_tiny.py",
+                                 "Pretraining config file (a get_config()).")
 _COORDINATOR = flags.DEFINE_string(
     "coordinator_address", None, "Multi-process runs: host:port of process 0 (jax.distributed). "
     "Not needed under SLURM, Open MPI or on a TPU slice, where JAX reads the environment.")
@@ -62,13 +56,5 @@ def main(argv):
         sys.exit(f"error: {err}")
 
 
-def parse_flags(argv):
-    """absl's parser, but a misspelt --config.<field> gets one line, not a traceback."""
-    try:
-        return flags.FLAGS(argv)
-    except flags.Error as err:
-        sys.exit(f"error: {err}\nPass --helpfull to see the flags.")
-
-
 if __name__ == "__main__":
-    app.run(main, flags_parser=parse_flags)
+    app.run(main, flags_parser=cli.parse_flags)

@@ -41,7 +41,7 @@ def _order(names: Iterable[str], first: Sequence[str]) -> list[str]:
     return [n for n in first if n in names] + sorted(names - set(first))
 
 
-def _collect(rows: Iterable[dict]) -> dict[tuple[str, str], Series]:
+def collect_series(rows: Iterable[dict]) -> dict[tuple[str, str], Series]:
     """Groups rows into series keyed by (split, metric), skipping anything not numeric."""
     series: dict[tuple[str, str], Series] = {}
     for row in rows:
@@ -64,9 +64,7 @@ def _save_figure(names: Sequence[str], series: dict[tuple[str, str], Series], *,
 
     Atomic so that someone watching `plots/` while training re-plots never opens half a file.
     """
-    fig = Figure(figsize=(8, 5), dpi=100)
-    FigureCanvasAgg(fig)  # Attaches the Agg canvas that savefig renders with.
-    ax = fig.add_subplot()
+    fig, ax = new_axes(title, "step", ylabel)
     for i, name in enumerate(names):
         color = f"C{i % 10}"  # One color per metric, shared by its train and eval curves.
         for split in SPLITS:
@@ -78,10 +76,23 @@ def _save_figure(names: Sequence[str], series: dict[tuple[str, str], Series], *,
             if len(points) == 1:
                 style.setdefault("marker", "o")  # A lone point has no line to draw.
             ax.plot(steps, values, color=color, label=f"{split} {name}", **style)
+    save_png(fig, ax, path)
+
+
+def new_axes(title: str, xlabel: str, ylabel: str, *, figsize=(8, 5)):
+    """A (figure, axes) pair on its own Agg canvas, titled and labelled."""
+    fig = Figure(figsize=figsize, dpi=100)
+    FigureCanvasAgg(fig)  # Attaches the Agg canvas that savefig renders with.
+    ax = fig.add_subplot()
     ax.set_title(title)
-    ax.set_xlabel("step")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(True, alpha=0.3)
+    return fig, ax
+
+
+def save_png(fig, ax, path: str) -> None:
+    """Adds the legend and writes the PNG atomically."""
     ax.legend(loc="best", fontsize="small")
     fig.tight_layout()
     buffer = io.BytesIO()
@@ -106,7 +117,7 @@ def plot_metrics(metrics_jsonl: str | os.PathLike, out_dir: str | os.PathLike) -
     metrics_jsonl = os.fspath(metrics_jsonl)
     if not os.path.exists(metrics_jsonl):
         return []
-    series = _collect(read_metrics(metrics_jsonl))
+    series = collect_series(read_metrics(metrics_jsonl))
     if not series:
         return []
     names = {name for _, name in series}

@@ -1,7 +1,10 @@
-"""End-of-run report: the unigram baseline and fill-in-the-blank examples."""
+"""End-of-run report: the unigram baseline, fill-in-the-blank examples, and the run's
+size and speed in `workdir/summary.json`."""
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 
 import numpy as np
@@ -75,3 +78,36 @@ def _join_pieces(tokens: list[str]) -> str:
         else:
             text += (" " if text else "") + tok
     return text
+
+
+RUN_SUMMARY_FILE = "summary.json"
+
+
+def record_invocation(workdir: str, *, num_params: int, num_steps: int, tokens_per_step: int,
+                      start_step: int, end_step: int, wall_s: float, train_s: float,
+                      timed_steps: int) -> dict:
+    """Adds one invocation of the loop to `workdir/summary.json` and updates its totals.
+
+    The totals are what a sweep's table reports: `wall_time_s` is the sum over invocations
+    (a resumed run's too; process start-up before the loop is not included), `tokens_per_sec`
+    counts only timed steps (`train_s` leaves out each invocation's first step, which
+    compiles, and the evaluations), so it is the steady-state speed.
+    """
+    from bert_jax.metrics.writers import atomic_write
+
+    path = os.path.join(workdir, RUN_SUMMARY_FILE)
+    invocations = []
+    if os.path.exists(path):
+        with open(path) as f:
+            invocations = json.load(f).get("invocations", [])
+    invocations.append(dict(start_step=start_step, end_step=end_step, wall_s=round(wall_s, 3),
+                            train_s=round(train_s, 3), timed_steps=timed_steps))
+    timed = sum(i["timed_steps"] for i in invocations)
+    seconds = sum(i["train_s"] for i in invocations)
+    summary = dict(num_params=num_params, num_steps=num_steps, step=end_step,
+                   finished=end_step >= num_steps,
+                   wall_time_s=round(sum(i["wall_s"] for i in invocations), 3),
+                   tokens_per_sec=round(timed * tokens_per_step / seconds, 1) if seconds else None,
+                   invocations=invocations)
+    atomic_write(path, json.dumps(summary, indent=2) + "\n")
+    return summary

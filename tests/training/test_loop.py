@@ -67,6 +67,13 @@ def test_workdir_contract(finished_run):
     assert _rows(workdir, "eval")[-1]["mlm_loss"] == pytest.approx(final["mlm_loss"])
     assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["4", "8"]
     assert os.path.exists(os.path.join(workdir, "plots", "loss.png"))
+    summary = json.load(open(os.path.join(workdir, "summary.json")))  # what sweeps tabulate
+    assert (summary["num_params"], summary["step"], summary["finished"]) == (
+        290818, NUM_STEPS, True)
+    (run,) = summary["invocations"]
+    assert (run["start_step"], run["end_step"], run["timed_steps"]) == (0, NUM_STEPS,
+                                                                       NUM_STEPS - 1)
+    assert summary["tokens_per_sec"] > 0 and summary["wall_time_s"] >= run["train_s"] > 0
 
 
 @pytest.mark.parametrize("lost", [["8"], ["4", "8"]])  # the second: killed before step 4
