@@ -235,13 +235,18 @@ def finetune(config, workdir: str) -> dict[str, float]:
                                      max_answer_length=d.max_answer_length,
                                      null_score_diff_threshold=d.null_score_diff_threshold)
 
+    best_predictions = {}  # split -> predictions of the best parameters, when made here
+
     def run_eval(step):
-        row = {}
+        row, predictions = {}, {}
         for data in evals:
-            scores = tasks_lib.evaluate(task, data.examples, predict(state.params, data))
+            predictions[data.name] = predict(state.params, data)
+            scores = tasks_lib.evaluate(task, data.examples, predictions[data.name])
             row.update({k + metric_suffix(task, data.name): v for k, v in scores.items()})
         writer.write(step, "eval", row)
         kept = best.offer(step, row, state.params)
+        if kept:
+            best_predictions.update(predictions)
         say(f"\neval @ step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in row.items())
             + (" (best so far)" if kept else ""))
         return row
@@ -293,7 +298,8 @@ def finetune(config, workdir: str) -> dict[str, float]:
         eval_row = run_eval(step)
     checkpointer.close()
     writer.close()
-    _write_predictions(task, load, evals, predict, best.params(state.params) or state.params,
+    best_params = lambda: best.params(state.params)  # noqa: E731
+    _write_predictions(task, load, evals, predict, best_params, best_predictions,
                        workdir)
     best.close()
     say(f"best {task.main_metric} {best.record['metric']:.4f} at step "
@@ -301,8 +307,10 @@ def finetune(config, workdir: str) -> dict[str, float]:
     return eval_row or {}
 
 
-def _write_predictions(task, load, evals, predict, params, workdir: str) -> None:
-    """Predictions of every eval split and every test split that loads, from `params`."""
+def _write_predictions(task, load, evals, predict, best_params, known: dict,
+                       workdir: str) -> None:
+    """Predictions of every eval split and every test split that loads, from the best
+    parameters (`best_params()`, restored only when a split is not in `known` already)."""
     out_dir = os.path.join(workdir, "predictions")
     os.makedirs(out_dir, exist_ok=True)
     splits = list(evals)
@@ -311,12 +319,15 @@ def _write_predictions(task, load, evals, predict, params, workdir: str) -> None
             splits.append(load(split))
         except (ConfigError, FileNotFoundError) as err:  # no test file: nothing to predict
             say(f"no {split} predictions ({err})")
-    written = []
+    written, params = [], None
     for data in splits:
+        if data.name not in known and params is None:
+            params = best_params()
         # One folder per split: GLUE names a task's dev and test files alike (SST-2.tsv).
         name = os.path.join(data.name, tasks_lib.predictions_file_name(task, data.name))
         os.makedirs(os.path.join(out_dir, data.name), exist_ok=True)
-        tasks_lib.write_predictions(task, data.examples, predict(params, data),
+        predictions = known[data.name] if data.name in known else predict(params, data)
+        tasks_lib.write_predictions(task, data.examples, predictions,
                                     os.path.join(out_dir, name))
         written.append(name)
     say(f"predictions in {out_dir}: {', '.join(written)}")
