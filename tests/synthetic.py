@@ -72,3 +72,22 @@ def ambert_step_config(variant="shared", replace_unit="word", dropout=0.0):
                                   replace_unit=replace_unit)
     return StepConfig(model=model, masking=masking, coarse_masking=coarse_config(
         masking, vocab_size=COARSE_VOCAB, mask_id=4, special_ids=SPECIAL_IDS))
+
+
+def crashed_copy(reference: str, workdir: str, lost_steps, rows_through: int) -> None:
+    """`workdir` as a run of `reference` killed after logging step `rows_through` would leave
+    it: the same files, without the checkpoints of `lost_steps` (never saved) and without
+    the metrics rows past `rows_through`."""
+    import json
+    import os
+    import shutil
+
+    from bert_jax.metrics.writers import read_metrics
+
+    shutil.copytree(reference, workdir)
+    for step in lost_steps:
+        shutil.rmtree(os.path.join(workdir, "checkpoints", step))
+    path = os.path.join(workdir, "metrics.jsonl")
+    rows = read_metrics(path)
+    with open(path, "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows if r["step"] <= rows_through)

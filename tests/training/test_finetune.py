@@ -4,7 +4,6 @@ warm start from a pretraining workdir, and config errors before anything compile
 
 import json
 import os
-import shutil
 import signal
 
 import jax
@@ -87,12 +86,7 @@ def test_resume_after_crash_is_exact(finished_run, tmp_path, lost):
     rows, dropout included, with none duplicated."""
     reference, _ = finished_run
     workdir = str(tmp_path / "w")
-    shutil.copytree(reference, workdir)
-    for step in lost:
-        shutil.rmtree(os.path.join(workdir, "checkpoints", step))
-    rows = read_metrics(os.path.join(workdir, "metrics.jsonl"))
-    with open(os.path.join(workdir, "metrics.jsonl"), "w") as f:
-        f.writelines(json.dumps(r) + "\n" for r in rows if r["step"] <= 6)
+    synthetic.crashed_copy(reference, workdir, lost, rows_through=6)
     finetune_lib.finetune(make_config(), workdir)
     assert _rows(workdir) == _rows(reference)
     assert _rows(workdir, "eval") == _rows(reference, "eval")

@@ -11,6 +11,7 @@ import pytest
 from bert_jax.config import ConfigError, default_pretrain_config, model_config_dict
 from bert_jax.metrics.writers import read_metrics
 from bert_jax.training import loop
+from tests import synthetic
 from tests.data.conftest import write_google_corpus
 
 NUM_STEPS = 8
@@ -83,12 +84,7 @@ def test_resume_after_crash_is_exact(corpus, finished_run, tmp_path, lost):
     duplicate rows."""
     reference, _ = finished_run
     workdir = str(tmp_path / "w")
-    shutil.copytree(reference, workdir)
-    for step in lost:
-        shutil.rmtree(os.path.join(workdir, "checkpoints", step))
-    rows = read_metrics(os.path.join(workdir, "metrics.jsonl"))
-    with open(os.path.join(workdir, "metrics.jsonl"), "w") as f:
-        f.writelines(json.dumps(r) + "\n" for r in rows if r["step"] <= 6)
+    synthetic.crashed_copy(reference, workdir, lost, rows_through=6)
     loop.train_and_evaluate(make_config(corpus), workdir)
     assert _rows(workdir) == _rows(reference)
     assert _rows(workdir, "eval") == _rows(reference, "eval")
