@@ -104,7 +104,9 @@ def main(argv):
 
         timers["hf"] = HFStepTimer(bench)
     times = _alternate(timers, FLAGS.steps, FLAGS.rounds if len(timers) > 1 else 1)
-    peak = bench_lib.matmul_peak(FLAGS.dtype)
+    from bert_jax.metrics.flops import measure_matmul_peak
+
+    peak = measure_matmul_peak(FLAGS.dtype, device=timer.par.devices[0])
     result = bench_lib.summarize(bench, timer, times["bert_jax"], peak)
     tokens = bench.batch_size * bench.seq_len
     print(f"step {result['step_time_ms']:.1f} ms (median of {len(times['bert_jax'])}), "

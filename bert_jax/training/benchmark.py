@@ -20,7 +20,7 @@ import numpy as np
 
 from bert_jax.config import SIZES, ModelConfig, model_config_for
 from bert_jax.masking import MaskingConfig
-from bert_jax.metrics.flops import measure_matmul_peak, train_flops_per_step
+from bert_jax.metrics.flops import train_flops_per_step
 from bert_jax.modeling.models import init_params, pretraining_model
 from bert_jax.training.optimizer import make_optimizer
 from bert_jax.training.parallel import Parallel
@@ -180,8 +180,3 @@ def summarize(bench: BenchConfig, timer: StepTimer, times: list[float],
         "peak_memory_source": memory_source,
     }
 
-
-def matmul_peak(dtype: str, devices=None) -> tuple[float, int]:
-    """Per-device matmul peak (FLOP/s, N) in the benchmark's dtype."""
-    device = (devices or jax.devices())[0]
-    return measure_matmul_peak(dtype, device=device)
