@@ -67,13 +67,15 @@ class Tokenizer:
       special_ids: the five ids, in that order.
       path: the file it was loaded from; lowercase: whether text is lowercased.
       identity: kind + sha256 of the file: what instance caches are keyed on.
+      hf: the underlying HF `tokenizers.Tokenizer` (for what the wrapper does not expose,
+        e.g. the character offsets that SQuAD's answer spans need).
     """
 
     def __init__(self, hf: HFTokenizer, tokens: list[str], *, kind: str, path: str,
                  lowercase: bool, file_sha256: str):
         self.kind, self.path, self.lowercase = kind, path, lowercase
         self.identity = f"{kind}:{file_sha256}"
-        self._tok, self._tokens = hf, tokens
+        self.hf, self._tokens = hf, tokens
         self.vocab_size = len(tokens)
         self._ids = ids = {t: i for i, t in enumerate(tokens) if t}
         roles = ROLE_TOKENS[kind]
@@ -108,7 +110,7 @@ class Tokenizer:
         when a corpus has millions of sentences.
         """
         # encode_batch_fast skips character offsets, which nothing here needs.
-        encodings = self._tok.encode_batch_fast(list(texts), add_special_tokens=False)
+        encodings = self.hf.encode_batch_fast(list(texts), add_special_tokens=False)
         lengths = np.fromiter((len(e.ids) for e in encodings), np.int64, len(encodings))
         offsets = np.zeros(len(encodings) + 1, np.int64)
         np.cumsum(lengths, out=offsets[1:])
@@ -135,7 +137,7 @@ class Tokenizer:
         return " ".join(words)
 
     def _decode_run(self, ids: list[int]) -> str:
-        text = self._tok.decode(ids, skip_special_tokens=False)
+        text = self.hf.decode(ids, skip_special_tokens=False)
         # Byte-level BPE decodes the prefix space it added (or a word's own space) as " ".
         return text[1:] if self.kind == "bpe" and text.startswith(" ") else text
 

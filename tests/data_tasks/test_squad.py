@@ -73,7 +73,7 @@ def test_windows_cover_context_and_answers_map_back(tokenizer, max_seq_len, doc_
                         max_query_length=16)
     n = len(f["input_ids"])
     assert f["input_ids"].shape == (n, max_seq_len) and f["_offsets"].shape == (n, max_seq_len, 2)
-    hf = common.hf_tokenizer(tokenizer)
+    hf = tokenizer.hf
     for i, example in enumerate(examples):
         rows = np.flatnonzero(f["example_index"] == i)
         context_pieces = [tuple(o) for o in hf.encode(example.context,

@@ -58,12 +58,6 @@ def check_max_seq_len(max_seq_len: int, needed: int, what: str) -> None:
                           f">= {needed}.")
 
 
-def hf_tokenizer(tokenizer):
-    """The HF `tokenizers.Tokenizer` inside a `bert_jax.data.tokenizer.Tokenizer`: SQuAD needs
-    its character offsets, which the wrapper's encode methods do not return."""
-    return getattr(tokenizer, "hf", None) or tokenizer._tok
-
-
 def require_file(path: str, expected: str) -> str:
     """`path` if it is a file, else a ConfigError naming it and what should be there."""
     if not os.path.isfile(path):

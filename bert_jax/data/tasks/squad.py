@@ -150,7 +150,7 @@ def featurize(task, examples: Sequence[SquadExample], tokenizer, max_seq_len: in
                              f"[CLS], a question of max_query_length={max_query_length} "
                              "pieces, two [SEP] and some context")
     contexts = list(dict.fromkeys(e.context for e in examples))
-    encoded = common.hf_tokenizer(tokenizer).encode_batch(contexts, add_special_tokens=False)
+    encoded = tokenizer.hf.encode_batch(contexts, add_special_tokens=False)
     by_context = {c: (np.asarray(enc.ids, np.int32), _trimmed(c, enc.offsets))
                   for c, enc in zip(contexts, encoded)}
     questions = tokenizer.encode_batch([e.question for e in examples])
