@@ -427,6 +427,14 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int, process_cou
             f"{model_task!r} (model.next_sentence={model.next_sentence}, "
             f"model.sentence_order={model.sentence_order}); set them alike: nsp = "
             "next_sentence (BERT), sop = sentence_order (ALBERT), none = neither (RoBERTa)")
+    if d.packing == "packed_documents":
+        if data_task != "none":
+            raise ConfigError(
+                f"data.packing='packed_documents' packs single-segment rows; it needs "
+                f"data.sentence_task='none' (got {data_task!r}), or pick another packing")
+        if model.coarse_vocab_size:
+            raise ConfigError("data.packing='packed_documents' is not supported with AMBERT's "
+                              "coarse tokens; use packing 'doc_sentences' or 'full_sentences'")
     check_vocab_fits(model, tokenizer_vocab_size)
     return model
 

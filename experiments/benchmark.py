@@ -10,7 +10,8 @@ batches, so it needs no data and no TensorFlow/grain/ml_collections. MFU is the 
 of bert_jax/metrics/flops.py over the matmul rate measured on the same device in the same
 dtype. `--compare hf` alternates rounds of this step and of transformers' PyTorch
 BertForPreTraining and prints the ratio of their medians; `--masking_cost` alternates it with
-the same step on pre-masked batches; `--pipeline` times the input pipeline on the embedded
+the same step on pre-masked batches, `--packing_cost N` with the same step on rows of N
+packed sequences (their attention mask and positions); `--pipeline` times the input pipeline on the embedded
 corpus (needs requirements.txt) against the step's consumption.
 """
 
@@ -42,6 +43,10 @@ flags.DEFINE_enum("attention", "xla", ["xla", "cudnn"],
 flags.DEFINE_enum("parallel", "pmap", ["pmap", "shard_map"], "Device mapping.")
 flags.DEFINE_bool("masking_cost", False,
                   "Also time the step on pre-masked batches: masking's share of the step.")
+flags.DEFINE_integer("packing_cost", 0,
+                     "N > 1: also time the step on rows packed with N sequences each "
+                     "(data.packing=packed_documents: a [B,1,L,L] attention mask, positions "
+                     "restarting per sequence): packing's cost per step.")
 flags.DEFINE_bool("pipeline", False,
                   "Also time the input pipeline (embedded corpus, this batch and length).")
 FLAGS = flags.FLAGS
@@ -99,6 +104,8 @@ def main(argv):
     timers = {"bert_jax": timer}
     if FLAGS.masking_cost:
         timers["premasked"] = bench_lib.StepTimer(bench, premasked=True)
+    if FLAGS.packing_cost > 1:
+        timers["packed"] = bench_lib.StepTimer(bench, packs=FLAGS.packing_cost)
     if FLAGS.compare == "hf":
         from bert_jax.training.benchmark_hf import HFStepTimer
 
@@ -123,6 +130,14 @@ def main(argv):
         print(f"masking: step {1e3 * masked:.1f} ms with on-device masking, "
               f"{1e3 * premasked:.1f} ms on pre-masked batches: "
               f"{100 * result['masking_fraction']:.2f}% of the step")
+    if "packed" in times:
+        packed = statistics.median(times["packed"])
+        masked = statistics.median(times["bert_jax"])
+        result["packed_step_time_ms"] = 1e3 * packed
+        result["packing_overhead"] = (packed - masked) / masked
+        print(f"packing: step {1e3 * packed:.1f} ms on rows of {FLAGS.packing_cost} packed "
+              f"sequences vs {1e3 * masked:.1f} ms on one pair per row: "
+              f"{100 * result['packing_overhead']:+.2f}%")
     if "hf" in times:
         from bert_jax.metrics.flops import train_flops_per_step
 

@@ -61,10 +61,11 @@ def _benchmark(tmp_path, *flags):
 
 
 def test_benchmark_cli_reports_a_consistent_record(tmp_path):
-    """8 emulated devices (the suite's XLA_FLAGS), pmap, tiny BERT, masking cost on."""
+    """8 emulated devices (the suite's XLA_FLAGS), pmap, tiny BERT, masking and packing
+    costs on."""
     out = tmp_path / "b.json"
     run = _benchmark(tmp_path, "--model", "tiny", "--seq_len", "32", "--batch_size", "16",
-                     "--steps", "2", "--masking_cost", "--json", str(out))
+                     "--steps", "2", "--masking_cost", "--packing_cost", "4", "--json", str(out))
     assert run.returncode == 0, run.stderr[-2000:]
     r = json.loads(out.read_text())
     for key in ("tokens_per_sec", "step_time_ms", "compile_time_s", "model_flops_per_step",
@@ -79,6 +80,8 @@ def test_benchmark_cli_reports_a_consistent_record(tmp_path):
     assert r["mfu"] == pytest.approx(r["model_flops_per_step"] / step_s / r["peak_flops"])
     assert 0 < r["mfu"] < 1 and r["peak_memory_bytes"] > 0 and r["compile_time_s"] > 0
     assert "MFU" in run.stdout
+    assert r["packing_overhead"] == pytest.approx(
+        r["packed_step_time_ms"] / r["step_time_ms"] - 1)
 
 
 def test_benchmark_cli_refuses_a_batch_the_devices_cannot_split(tmp_path):

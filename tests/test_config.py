@@ -167,3 +167,19 @@ def test_bad_family_fields_are_named(fields, message):
 
     with pytest.raises(ConfigError, match=message):
         dataclasses.replace(ModelConfig(), **fields).check()
+
+
+def test_packed_documents_needs_single_segment_rows_and_no_coarse_tokens():
+    from configs.pretrain import ambert_tiny, roberta_tiny
+
+    config = roberta_tiny.get_config()
+    config.data.packing = "packed_documents"
+    assert validate(config, num_devices=1).family == "roberta"
+    config = bert_tiny.get_config()  # NSP pairs
+    config.data.packing = "packed_documents"
+    with pytest.raises(ConfigError, match=r"packed_documents.*data\.sentence_task='none'"):
+        validate(config, num_devices=1)
+    config = ambert_tiny.get_config()
+    config.data.sentence_task, config.data.packing = "none", "packed_documents"
+    with pytest.raises(ConfigError, match=r"packed_documents' is not supported with AMBERT"):
+        validate(config, num_devices=1)

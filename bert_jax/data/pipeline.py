@@ -10,6 +10,8 @@ Batch format (one dict per step, numpy, this process's rows only):
   coarse_start        [B, L] int32  only with data.coarse_vocab_path (AMBERT): 1 at the first
   coarse_ids          [B, L] int32  fine token of each coarse token, and its coarse id there
                                     (coarse [PAD] elsewhere); see data/instances.py
+  pack_ids            [B, L] int32  only with data.packing="packed_documents": 1, 2, ... per
+                                    packed `[CLS] X [SEP]` sequence, 0 on padding
   example_index       [B]    int32  the row's index into the instance arrays (its identity)
   epoch               [B]    int32  the epoch (pass over the instances) the row is read in;
                                     static masking keys on (example_index, epoch)
@@ -64,7 +66,9 @@ def default_data_config() -> ml_collections.ConfigDict:
                                   # (ALBERT, swapped order), batch key next_sentence_label;
                                   # "none" (RoBERTa): packed single-segment rows, label 0.
         packing="full_sentences",  # Packed rows ("none"): "full_sentences" cross documents
-                                  # with a [SEP] between them; "doc_sentences" end at a doc end.
+                                  # with a [SEP] between them; "doc_sentences" end at a doc end;
+                                  # "packed_documents": doc_sentences rows packed several to a
+                                  # row, attending only within their own (batch key pack_ids).
         # AMBERT's coarse (phrase) vocabulary, data/phrases.py; non-empty: batches also carry
         # coarse_start and coarse_ids (needs tokenizer "wordpiece"). The embedded corpus's is
         # bert_jax.data.phrases.DEFAULT_PATH.
@@ -117,7 +121,8 @@ def to_model_batch(rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         "next_sentence_label": rows["next_sentence_label"].astype(np.int32),
         "word_start": rows["word_start"].astype(np.int32),
     }
-    batch.update({k: rows[k].astype(np.int32) for k in instances_lib.COARSE_KEYS if k in rows})
+    batch.update({k: rows[k].astype(np.int32)
+                  for k in instances_lib.COARSE_KEYS + (instances_lib.PACK_KEY,) if k in rows})
     return batch
 
 

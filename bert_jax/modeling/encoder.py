@@ -45,9 +45,9 @@ class _ScannedBlock(nn.Module):
     deterministic: bool
 
     @nn.compact
-    def __call__(self, x_BxLxH, attention_mask_BxL):
+    def __call__(self, x_BxLxH, attention_mask):
         block = _maybe_remat(TransformerBlock, self.config, scanned=True)
-        return block(self.config, name="block")(x_BxLxH, attention_mask_BxL,
+        return block(self.config, name="block")(x_BxLxH, attention_mask,
                                                 self.deterministic), None
 
 
@@ -69,35 +69,35 @@ class Encoder(nn.Module):
     config: ModelConfig
 
     @nn.compact
-    def __call__(self, x_BxLxH, attention_mask_BxL, *, deterministic: bool):
+    def __call__(self, x_BxLxH, attention_mask, *, deterministic: bool):
         c = self.config
         if c.share_layers == "all":
-            return self._all_shared(x_BxLxH, attention_mask_BxL, deterministic)
+            return self._all_shared(x_BxLxH, attention_mask, deterministic)
         if c.scan_layers:
             stack = nn.scan(_ScannedBlock, variable_axes={"params": 0},
                             split_rngs={"params": True, "dropout": True},
                             in_axes=nn.broadcast, length=c.num_layers)
-            x_BxLxH, _ = stack(c, deterministic, name="layers")(x_BxLxH, attention_mask_BxL)
+            x_BxLxH, _ = stack(c, deterministic, name="layers")(x_BxLxH, attention_mask)
             return x_BxLxH
         block_cls = _maybe_remat(TransformerBlock, c, scanned=False)
         for i in range(c.num_layers):
-            x_BxLxH = block_cls(c, name=f"layer_{i}")(x_BxLxH, attention_mask_BxL, deterministic)
+            x_BxLxH = block_cls(c, name=f"layer_{i}")(x_BxLxH, attention_mask, deterministic)
         return x_BxLxH
 
-    def _all_shared(self, x_BxLxH, attention_mask_BxL, deterministic):
+    def _all_shared(self, x_BxLxH, attention_mask, deterministic):
         c = self.config
         if c.scan_layers:
             # Parameters are broadcast (closed over), not scanned; dropout differs per layer.
             stack = nn.scan(_ScannedBlock, variable_broadcast="params",
                             split_rngs={"params": False, "dropout": True},
                             in_axes=nn.broadcast, length=c.num_layers)
-            x_BxLxH, _ = stack(c, deterministic, name="shared")(x_BxLxH, attention_mask_BxL)
+            x_BxLxH, _ = stack(c, deterministic, name="shared")(x_BxLxH, attention_mask)
             return x_BxLxH
         # The same bound module called num_layers times: one set of parameters, and a fresh
         # dropout key at each call.
         block = _ScannedBlock(c, deterministic, name="shared")
         for _ in range(c.num_layers):
-            x_BxLxH, _ = block(x_BxLxH, attention_mask_BxL)
+            x_BxLxH, _ = block(x_BxLxH, attention_mask)
         return x_BxLxH
 
 

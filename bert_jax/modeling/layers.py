@@ -9,6 +9,7 @@ float32. Parameter names follow the released BERT checkpoints so converters stay
 from __future__ import annotations
 
 import jax
+from jax import lax
 import jax.numpy as jnp
 import flax.linen as nn
 
@@ -76,9 +77,18 @@ class Embeddings(nn.Module):
         if c.embedding_size:
             self.embedding_projection = dense(c, c.hidden_size, "embedding_projection")
 
-    def positions(self, attention_mask_BxL, length: int):
-        """int [B or 1, L] position ids."""
+    def positions(self, attention_mask_BxL, length: int, pack_ids_BxL=None):
+        """int [B or 1, L] position ids; with `pack_ids_BxL` they restart at every pack."""
         offset = self.config.position_offset
+        if pack_ids_BxL is not None:
+            j_L = jnp.arange(length)
+            starts_BxL = pack_ids_BxL != jnp.pad(pack_ids_BxL[:, :-1], ((0, 0), (1, 0)),
+                                                 constant_values=-1)
+            in_pack_BxL = j_L - lax.cummax(jnp.where(starts_BxL, j_L, 0), axis=1)
+            if offset == 0:
+                return in_pack_BxL
+            mask_BxL = (pack_ids_BxL > 0).astype(jnp.int32)
+            return (in_pack_BxL + 1) * mask_BxL + (offset - 1)
         if offset == 0:
             return jnp.arange(length)[None, :]
         # fairseq/HF RoBERTa: the k-th real token (k = 1, 2, ...) sits at offset - 1 + k; a
@@ -88,11 +98,13 @@ class Embeddings(nn.Module):
         return jnp.cumsum(mask_BxL, axis=1) * mask_BxL + (offset - 1)
 
     def __call__(self, input_ids_BxL, token_type_ids_BxL, attention_mask_BxL=None, *,
-                 deterministic: bool):
-        """int [B, L] ids (and mask, needed only with a position offset) -> float32 [B, L, H]."""
+                 deterministic: bool, pack_ids_BxL=None):
+        """int [B, L] ids (and mask, needed only with a position offset; pack ids of packed
+        rows, see packed_attention_mask) -> float32 [B, L, H]."""
         if attention_mask_BxL is None:
             attention_mask_BxL = jnp.ones_like(input_ids_BxL)
-        positions_BxL = self.positions(attention_mask_BxL, input_ids_BxL.shape[-1])
+        positions_BxL = self.positions(attention_mask_BxL, input_ids_BxL.shape[-1],
+                                       pack_ids_BxL)
         x_BxLxE = (self.word_embeddings(input_ids_BxL)
                    + self.position_embeddings(positions_BxL)
                    + self.token_type_embeddings(token_type_ids_BxL))
@@ -108,41 +120,59 @@ class Embeddings(nn.Module):
         return jnp.einsum("...e,ve->...v", x_BxPxE.astype(self.config.dtype), table_VxE)
 
 
+def packed_attention_mask(pack_ids_BxL):
+    """bool [B, 1, L, L] for rows holding several sequences: pack_ids 1, 2, ... mark each
+    sequence's tokens, 0 padding. A token attends to the keys of its own sequence only; a
+    padding query attends to every real key (as with a padding mask, so no row is empty)."""
+    q_Bx1xLx1 = pack_ids_BxL[:, None, :, None]
+    k_Bx1x1xL = pack_ids_BxL[:, None, None, :]
+    return ((q_Bx1xLx1 == k_Bx1x1xL) | (q_Bx1xLx1 == 0)) & (k_Bx1x1xL > 0)
+
+
 class SelfAttention(nn.Module):
-    """Multi-head self-attention with a key padding mask; returns the projected output."""
+    """Multi-head self-attention; returns the projected output.
+
+    The mask is a key padding mask int [B, L] (1 real, 0 padding) or a full bool [B, 1, L, L]
+    one (True = may attend), e.g. packed_attention_mask's.
+    """
 
     config: ModelConfig
 
     @nn.compact
-    def __call__(self, x_BxLxH, attention_mask_BxL, *, deterministic: bool):
+    def __call__(self, x_BxLxH, attention_mask, *, deterministic: bool):
         c = self.config
         n, d = c.num_heads, c.head_dim
         q_BxLxNxD = dense(c, (n, d), "query")(x_BxLxH)
         k_BxLxNxD = dense(c, (n, d), "key")(x_BxLxH)
         v_BxLxNxD = dense(c, (n, d), "value")(x_BxLxH)
-        mask_Bx1x1xL = attention_mask_BxL[:, None, None, :].astype(bool)
+        full_mask = attention_mask.ndim == 4
+        mask_Bx1xLxL = (attention_mask if full_mask
+                        else attention_mask[:, None, None, :]).astype(bool)  # or [B,1,1,L]
         use_dropout = c.attention_dropout > 0.0 and not deterministic
         if use_dropout:
             # jax.nn.dot_product_attention has no dropout on the probabilities, so the
             # explicit form runs whenever attention dropout is active.
             logits_BxNxLxL = jnp.einsum("bqnd,bknd->bnqk", q_BxLxNxD, k_BxLxNxD,
                                         preferred_element_type=jnp.float32) / jnp.sqrt(d)
-            logits_BxNxLxL = jnp.where(mask_Bx1x1xL, logits_BxNxLxL,
+            logits_BxNxLxL = jnp.where(mask_Bx1xLxL, logits_BxNxLxL,
                                        jnp.finfo(jnp.float32).min)
             probs_BxNxLxL = jax.nn.softmax(logits_BxNxLxL, axis=-1)
             probs_BxNxLxL = nn.Dropout(c.attention_dropout)(probs_BxNxLxL,
                                                             deterministic=deterministic)
             ctx_BxLxNxD = jnp.einsum("bnqk,bknd->bqnd", probs_BxNxLxL.astype(c.dtype),
                                      v_BxLxNxD)
+        elif c.attention_impl == "cudnn" and full_mask:
+            ctx_BxLxNxD = jax.nn.dot_product_attention(
+                q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, mask=mask_Bx1xLxL, implementation="cudnn")
         elif c.attention_impl == "cudnn":
             # Lengths, not a mask: cuDNN's fused kernel skips the padded keys' blocks.
-            lengths_B = attention_mask_BxL.astype(jnp.int32).sum(-1)
+            lengths_B = attention_mask.astype(jnp.int32).sum(-1)
             ctx_BxLxNxD = jax.nn.dot_product_attention(
                 q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, query_seq_lengths=lengths_B,
                 key_value_seq_lengths=lengths_B, implementation="cudnn")
         else:
             ctx_BxLxNxD = jax.nn.dot_product_attention(q_BxLxNxD, k_BxLxNxD, v_BxLxNxD,
-                                                       mask=mask_Bx1x1xL, implementation="xla")
+                                                       mask=mask_Bx1xLxL, implementation="xla")
         return dense(c, c.hidden_size, "output", axis=(-2, -1))(ctx_BxLxNxD)
 
 
@@ -164,10 +194,10 @@ class TransformerBlock(nn.Module):
     config: ModelConfig
 
     @nn.compact
-    def __call__(self, x_BxLxH, attention_mask_BxL, deterministic: bool):
+    def __call__(self, x_BxLxH, attention_mask, deterministic: bool):
         c = self.config
         drop = nn.Dropout(c.hidden_dropout)
-        attn_BxLxH = SelfAttention(c, name="attention")(x_BxLxH, attention_mask_BxL,
+        attn_BxLxH = SelfAttention(c, name="attention")(x_BxLxH, attention_mask,
                                                         deterministic=deterministic)
         x_BxLxH = layer_norm(c, "attention_LayerNorm")(
             x_BxLxH + drop(attn_BxLxH, deterministic=deterministic).astype(jnp.float32))

@@ -14,7 +14,7 @@ import flax.linen as nn
 from bert_jax.config import ModelConfig
 from bert_jax.modeling.encoder import make_encoder
 from bert_jax.modeling.heads import MlmHead, Pooler, SentencePairHead, gather_positions
-from bert_jax.modeling.layers import Embeddings
+from bert_jax.modeling.layers import Embeddings, packed_attention_mask
 
 
 class BertForPreTraining(nn.Module):
@@ -22,7 +22,10 @@ class BertForPreTraining(nn.Module):
 
     Inputs are int [B, L]: `input_ids`, `attention_mask` (1 real, 0 padding) and
     `token_type_ids`. With `masked_positions` (int [B, P]) the MLM head runs only at those
-    positions (static P, as google-research/bert does), else at every position.
+    positions (static P, as google-research/bert does), else at every position. With
+    `pack_ids` (int [B, L], rows holding several sequences: 1, 2, ... per sequence, 0
+    padding; data.packing="packed_documents") tokens attend only within their sequence and
+    positions restart at each, so each sequence gets what it would get alone.
 
     Returns a dict, all float32: `last_hidden_state` [B, L, H]; `pooled_output` [B, H] with
     `config.pooler`; `mlm_logits` [B, P, V] or [B, L, V] with `config.mlm_head`; and
@@ -46,14 +49,15 @@ class BertForPreTraining(nn.Module):
             self.sop_head = SentencePairHead(c)
 
     def __call__(self, input_ids, attention_mask=None, token_type_ids=None,
-                 masked_positions=None, *, deterministic: bool = True):
+                 masked_positions=None, *, deterministic: bool = True, pack_ids=None):
         if attention_mask is None:
             attention_mask = jnp.ones_like(input_ids)
         if token_type_ids is None:
             token_type_ids = jnp.zeros_like(input_ids)
         x_BxLxH = self.embeddings(input_ids, token_type_ids, attention_mask,
-                                  deterministic=deterministic)
-        x_BxLxH = self.encoder(x_BxLxH, attention_mask, deterministic=deterministic)
+                                  deterministic=deterministic, pack_ids_BxL=pack_ids)
+        mask = attention_mask if pack_ids is None else packed_attention_mask(pack_ids)
+        x_BxLxH = self.encoder(x_BxLxH, mask, deterministic=deterministic)
         out = {"last_hidden_state": x_BxLxH}
         if self.config.pooler:
             out["pooled_output"] = self.pooler(x_BxLxH)

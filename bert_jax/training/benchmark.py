@@ -65,18 +65,28 @@ def masking_config(bench: BenchConfig, vocab_size: int) -> MaskingConfig:
                          max_predictions=bench.predictions)
 
 
-def synthetic_batch(bench: BenchConfig, vocab_size: int, seed: int = 0) -> dict[str, np.ndarray]:
-    """Full-length [CLS] a [SEP] b [SEP] rows of random word-piece ids (host numpy)."""
+def synthetic_batch(bench: BenchConfig, vocab_size: int, seed: int = 0,
+                    packs: int = 1) -> dict[str, np.ndarray]:
+    """Full-length [CLS] a [SEP] b [SEP] rows of random word-piece ids (host numpy); with
+    packs > 1, rows of `packs` equal [CLS] x [SEP] sequences told apart by `pack_ids`
+    (data.packing="packed_documents")."""
     rng = np.random.default_rng(seed)
     b, l = bench.batch_size, bench.seq_len
     ids = rng.integers(1000, vocab_size, (b, l), dtype=np.int32)
+    types_ = np.zeros((b, l), np.int32)
+    batch = {"input_ids": ids, "attention_mask": np.ones((b, l), np.int32),
+             "token_type_ids": types_, "word_start": np.ones((b, l), np.int32),
+             "next_sentence_label": rng.integers(0, 2, (b,), dtype=np.int32)}
+    if packs > 1:
+        pack_ids = 1 + np.arange(l) * packs // l
+        starts = np.flatnonzero(np.diff(pack_ids, prepend=0))
+        ids[:, starts], ids[:, np.append(starts[1:], l) - 1] = CLS, SEP
+        batch["pack_ids"] = np.broadcast_to(pack_ids.astype(np.int32), (b, l)).copy()
+        return batch
     half = l // 2
     ids[:, 0], ids[:, half], ids[:, -1] = CLS, SEP, SEP
-    types_ = np.zeros((b, l), np.int32)
     types_[:, half + 1:] = 1
-    return {"input_ids": ids, "attention_mask": np.ones((b, l), np.int32),
-            "token_type_ids": types_, "word_start": np.ones((b, l), np.int32),
-            "next_sentence_label": rng.integers(0, 2, (b,), dtype=np.int32)}
+    return batch
 
 
 def _train_config(steps: int):
@@ -90,7 +100,8 @@ def _train_config(steps: int):
 class StepTimer:
     """A compiled train step on replicated state and one device-resident synthetic batch."""
 
-    def __init__(self, bench: BenchConfig, *, premasked: bool = False, devices=None):
+    def __init__(self, bench: BenchConfig, *, premasked: bool = False, packs: int = 1,
+                 devices=None):
         self.bench = bench
         self.model = bench.model_config()
         self.step_cfg = StepConfig(model=self.model,
@@ -107,7 +118,7 @@ class StepTimer:
         tx = make_optimizer(_train_config(bench.steps))
         self.state = self.par.replicate(TrainState.create(params, tx, jax.random.key(1)))
         self.key = jax.random.key(2)
-        batch = synthetic_batch(bench, self.model.vocab_size, bench.seed)
+        batch = synthetic_batch(bench, self.model.vocab_size, bench.seed, packs)
         if premasked:  # the same step with its masking done beforehand (masking's cost)
             batch.update(premask(batch, self.step_cfg))
         self.batch = self.par.shard_batch(batch)

@@ -164,7 +164,7 @@ def packed_rows(a):
     return rows
 
 
-@pytest.mark.parametrize("packing", instances.PACKINGS)
+@pytest.mark.parametrize("packing", ["full_sentences", "doc_sentences"])
 def test_full_and_doc_sentences(corpus_docs, packing):
     c = synthetic(corpus_docs)
     a = make(c, sentence_task="none", packing=packing, dupe_factor=2)
@@ -188,6 +188,58 @@ def test_full_and_doc_sentences(corpus_docs, packing):
         assert crossing == 0 and ending == 2 * c.num_docs
         full = make(c, sentence_task="none", packing="full_sentences", dupe_factor=2)
         assert a["length"].mean() < 0.95 * full["length"].mean()
+
+
+def _pieces(a):
+    """Every `[CLS] X [SEP]` sequence of packed rows, as tuples, checking pack_ids' layout."""
+    out = []
+    for ids, L, packs, tt, ws in zip(a["input_ids"], a["length"], a["pack_ids"],
+                                     a["token_type_ids"], a["word_start"]):
+        assert (packs[L:] == 0).all() and (packs[:L] > 0).all() and (ids[L:] == PAD).all()
+        assert (np.diff(packs[:L].astype(int)) >= 0).all() and packs[0] == 1  # 1, 1, 2, 2, ...
+        assert not tt.any() and not ws[L:].any()
+        for k in range(1, packs.max() + 1):
+            piece = ids[packs == k]
+            assert piece[0] == CLS and piece[-1] == SEP and (piece[1:-1] >= 10).all()
+            out.append(tuple(piece))
+    return out
+
+
+def test_packed_documents_are_doc_sentences_rows_packed(corpus_docs):
+    """Packing keeps exactly the doc_sentences rows (same seed, same rows) and only moves
+    them: the pieces of the packed rows are the doc_sentences rows, as a multiset, and the
+    rows are much fuller."""
+    docs = [[int(n) for n in np.random.default_rng(d).integers(2, 9, 1 + d % 3)]
+            for d in range(400)]  # Short documents: 1-3 sentences of 2-8 tokens.
+    c = synthetic(docs)
+    doc = make(c, sentence_task="none", packing="doc_sentences", dupe_factor=2)
+    packed = make(c, sentence_task="none", packing="packed_documents", dupe_factor=2)
+    assert "pack_ids" not in doc and packed["pack_ids"].dtype == np.uint8
+    rows = sorted(tuple(ids[:L]) for ids, L in zip(doc["input_ids"], doc["length"]))
+    assert sorted(_pieces(packed)) == rows
+    assert packed["length"].sum() == doc["length"].sum()
+    # Best-fit decreasing leaves at most one row less than half full per pass.
+    assert len(packed["length"]) <= np.ceil(doc["length"].sum() / 64) + 2
+    assert doc["length"].mean() < 0.4 * 64 and packed["length"].mean() > 0.9 * 64
+    assert not packed["next_sentence_label"].any()
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_pack_lengths_fits_and_is_tight(seed):
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(1, 129, rng.integers(1, 3000)) // rng.integers(1, 8)
+    lengths = np.maximum(lengths, 1)
+    bin_of, offset = instances._pack_lengths(lengths, 128)
+    for b in np.unique(bin_of):  # The items of a bin are disjoint and inside it.
+        items = np.flatnonzero(bin_of == b)
+        spans = sorted(zip(offset[items], offset[items] + lengths[items]))
+        assert spans[0][0] == 0 and spans[-1][1] <= 128
+        assert all(e <= s for (_, e), (s, _) in zip(spans[:-1], spans[1:]))
+    # Every pair of bins together overfills one (else best fit would have merged them)...
+    fill = np.bincount(bin_of, weights=lengths)
+    assert np.sort(fill)[:2].sum() > 128 or len(fill) == 1
+    # ...so at most one bin is half empty, and bins <= 2 x the lower bound.
+    assert len(fill) <= 2 * np.ceil(lengths.sum() / 128)
 
 
 def test_sentence_task_choices(make_cfg):

@@ -37,6 +37,14 @@ def test_batch_format(make_cfg):
     assert (b["attention_mask"][:, 0] == 1).all() and (b["token_type_ids"][~real] == 0).all()
 
 
+def test_packed_documents_batches_carry_pack_ids(make_cfg):
+    cfg = make_cfg(sentence_task="none", packing="packed_documents")
+    b = next(pipeline.make_train_iterator(cfg, seed=0, global_batch_size=8))
+    assert b["pack_ids"].dtype == np.int32 and b["pack_ids"].shape == (8, 32)
+    np.testing.assert_array_equal(b["attention_mask"], b["pack_ids"] > 0)
+    assert b["pack_ids"].max() > 1  # short lines: several sequences share a row
+
+
 def test_seeds(make_cfg):
     cfg = make_cfg()
     a = take(pipeline.make_train_iterator(cfg, seed=0, global_batch_size=8), 4)
