@@ -124,12 +124,14 @@ def resolve_model(config):
             raise ConfigError(f"init_from={config.init_from!r} does not exist; give a Hugging "
                               "Face directory, a Google TF checkpoint prefix or a bert_jax "
                               "workdir/export.")
-        if model.coarse_vocab_size:
-            raise ConfigError("init_from does not load AMBERT checkpoints yet (the converters "
-                              "know BERT's layout); leave it empty for AMBERT")
         from bert_jax.convert import load_pretrained  # safetensors/TF readers
 
         pretrained = load_pretrained(path)
+        if model.coarse_vocab_size and not pretrained.config.coarse_vocab_size:
+            raise ConfigError(
+                f"the run's model is AMBERT but init_from={config.init_from!r} holds a "
+                f"{pretrained.config.family} checkpoint without coarse (phrase) parameters; "
+                "give an AMBERT pretraining workdir or export, or drop the AMBERT model fields")
         model = fc.model_from_checkpoint(model, pretrained.config)
     model = task_model_config(model, task.kind)
     fc.record_model(config, model)
@@ -140,6 +142,8 @@ def warm_start(params, config, model, pretrained, rng):
     """`params` with every tensor the checkpoint has; returns (params, names of the new
     ones). Modules the checkpoint lacks (the task head, a pooler MiniLM-style checkpoints may
     not have) keep their random init from `rng`'s run seed."""
+    if model.coarse_vocab_size:
+        return _warm_start_ambert(params, pretrained, model)
     from bert_jax.convert import init_params_from
 
     loaded = traverse_util.flatten_dict(
@@ -149,6 +153,27 @@ def warm_start(params, config, model, pretrained, rng):
     if model.pooler and not pretrained.config.pooler:  # initialised by init_params_from
         new += sorted(k for k in loaded if k.startswith("pooler/"))
     flat.update({k: v for k, v in loaded.items() if k in flat})
+    return traverse_util.unflatten_dict(flat, sep="/"), new
+
+
+def _warm_start_ambert(params, pretrained, model):
+    """AMBERT from a bert_jax AMBERT checkpoint (the only kind that holds one): the task
+    model is the pretraining module plus classifiers, so tensors match by path once both
+    encoders have the run's layer layout (scanned or not)."""
+    from bert_jax.convert.names import relayout
+
+    ckpt = relayout(pretrained.params, model.scan_layers)
+    if "coarse_encoder" in ckpt:  # the "combo" variant's second encoder
+        ckpt["coarse_encoder"] = relayout({"encoder": ckpt["coarse_encoder"]},
+                                          model.scan_layers)["encoder"]
+    loaded = traverse_util.flatten_dict(ckpt, sep="/")
+    flat = traverse_util.flatten_dict(params, sep="/")
+    for name in set(flat) & set(loaded):
+        if np.shape(flat[name]) != np.shape(loaded[name]):
+            raise ConfigError(f"init_from: {name} is {np.shape(loaded[name])} in the checkpoint "
+                              f"but {np.shape(flat[name])} in the run's model")
+        flat[name] = jax.numpy.asarray(loaded[name], flat[name].dtype)
+    new = sorted(set(flat) - set(loaded))
     return traverse_util.unflatten_dict(flat, sep="/"), new
 
 

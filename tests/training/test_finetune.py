@@ -234,6 +234,49 @@ def test_ambert_run_on_samples(tmp_path):
         assert (f["coarse_start"][:, 0] == 1).all() and (f["coarse_ids"][:, 0] == 2).all()
 
 
+def test_ambert_init_from_its_pretraining_workdir(tmp_path):
+    """An AMBERT pretraining workdir warm-starts AMBERT fine-tuning: every tensor of both
+    embeddings, the encoder and the poolers equals the checkpoint's; only the three
+    classifiers are new. A BERT checkpoint under an AMBERT config is refused."""
+    from bert_jax.config import model_config_from
+    from bert_jax.data.phrases import DEFAULT_PATH
+    from bert_jax.modeling.models import pretraining_model
+
+    model = model_config_from(model_config_dict("tiny", family="ambert", **TINY,
+                                                coarse_vocab_size=8192))
+    pre_params = init_params(pretraining_model(model), jax.random.key(42))
+    pre_dir = tmp_path / "pre"
+    ckpt = Checkpointer(str(pre_dir / "checkpoints"), max_to_keep=1)
+    tx = make_optimizer(synthetic.train_config())
+    ckpt.save(5, TrainState.create(pre_params, tx, jax.random.key(0)), {}, model)
+    ckpt.close()
+    config = make_config(init_from=str(pre_dir),
+                         **{"data.coarse_vocab_path": DEFAULT_PATH})
+    task, run_model, pretrained = finetune_lib.resolve_model(config)
+    assert run_model.coarse_vocab_size == 8192 and config.model.family == "ambert"
+    fresh = init_params(task_model(run_model, task.kind, task.num_labels), jax.random.key(1))
+    params, new = finetune_lib.warm_start(fresh, config, run_model, pretrained,
+                                          jax.random.key(1))
+    assert new == [f"{head}/{p}" for head in ("classifier", "classifier_coarse",
+                                              "classifier_fine") for p in ("bias", "kernel")]
+    flat, pre = (traverse_util.flatten_dict(p, sep="/") for p in (params, pre_params))
+    shared = set(flat) - set(new)
+    assert any(k.startswith("coarse_embeddings/") for k in shared) and len(shared) > 20
+    for name in shared:
+        np.testing.assert_array_equal(np.asarray(flat[name]), np.asarray(pre[name]), name)
+
+    bert_dir = tmp_path / "bert"
+    ckpt = Checkpointer(str(bert_dir / "checkpoints"), max_to_keep=1)
+    bert = model_config_from(make_config().model)
+    ckpt.save(5, TrainState.create(init_params(BertForPreTraining(bert), jax.random.key(0)),
+                                   tx, jax.random.key(0)), {}, bert)
+    ckpt.close()
+    config = make_config(init_from=str(bert_dir), **{"data.coarse_vocab_path": DEFAULT_PATH})
+    config.model = model_config_dict("tiny", family="ambert", **TINY, coarse_vocab_size=8192)
+    with pytest.raises(ConfigError, match=r"run's model is AMBERT but init_from"):
+        finetune_lib.resolve_model(config)
+
+
 def test_cli_demo_and_one_line_errors(tmp_path):
     """`python -m experiments.finetune` (the demo, shortened) runs to predictions; an unknown
     task is one `error:` line and exit status 1."""
