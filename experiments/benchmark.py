@@ -9,7 +9,8 @@ Times the real train step (on-device masking, gathered MLM head, NSP, AdamW) on 
 batches, so it needs no data and no TensorFlow/grain/ml_collections. MFU is the model FLOPs
 of bert_jax/metrics/flops.py over the matmul rate measured on the same device in the same
 dtype. `--compare hf` alternates rounds of this step and of transformers' PyTorch
-BertForPreTraining and prints the ratio of their medians; `--masking_cost` alternates it with
+BertForPreTraining and prints the ratio of their medians (`--compare layout`: of the same
+step with its layers unrolled instead of scanned, or the reverse with --noscan_layers); `--masking_cost` alternates it with
 the same step on pre-masked batches, `--packing_cost N` with the same step on rows of N
 packed sequences (their attention mask and positions); `--pipeline` times the input pipeline on the embedded
 corpus (needs requirements.txt) against the step's consumption.
@@ -31,8 +32,12 @@ flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"],
                   "Compute dtype (parameters, LayerNorm, softmax and loss stay float32).")
 flags.DEFINE_integer("steps", 10, "Timed steps of each timed function (after 2 untimed).")
 flags.DEFINE_string("json", None, "Write the result record here.")
-flags.DEFINE_enum("compare", "none", ["none", "hf"],
-                  "hf: also time transformers' PyTorch BertForPreTraining, alternating.")
+flags.DEFINE_enum("compare", "none", ["none", "hf", "layout"],
+                  "hf: also time transformers' PyTorch BertForPreTraining, alternating; "
+                  "layout: also time the step with the other layer layout (scanned <-> "
+                  "unrolled), alternating.")
+flags.DEFINE_bool("scan_layers", True, "nn.scan over the layers (model.scan_layers); "
+                  "--noscan_layers unrolls them.")
 flags.DEFINE_integer("rounds", 3, "Alternating rounds when comparing (steps split among them).")
 flags.DEFINE_float("dropout", 0.1, "Hidden and attention dropout (BERT: 0.1).")
 flags.DEFINE_enum("remat", "none", ["none", "full", "dots"], "Rematerialisation policy.")
@@ -47,9 +52,35 @@ flags.DEFINE_integer("packing_cost", 0,
                      "N > 1: also time the step on rows packed with N sequences each "
                      "(data.packing=packed_documents: a [B,1,L,L] attention mask, positions "
                      "restarting per sequence): packing's cost per step.")
+flags.DEFINE_string("profile", None,
+                    "Write a profiler trace of the timed steps here (TensorBoard/Perfetto) and "
+                    "print where the step's time goes, by kind of HLO op.")
 flags.DEFINE_bool("pipeline", False,
                   "Also time the input pipeline (embedded corpus, this batch and length).")
 FLAGS = flags.FLAGS
+
+
+def _profile(timer, trace_dir: str, result: dict, steps: int = 3) -> None:
+    """Traces `steps` more steps of `timer` and prints its time by kind of op."""
+    import jax
+
+    from bert_jax.training import profile
+
+    with jax.profiler.trace(trace_dir):
+        timer.run(steps)
+    try:
+        summary = profile.summarize_trace(trace_dir, timer.compiled.as_text(), steps)
+    except ImportError:
+        print(f"profile trace in {trace_dir} (no TensorFlow to summarise it here)")
+        return
+    total = sum(summary["categories"].values())
+    result["profile_ms_per_step"] = summary["categories"]
+    print(f"profile ({trace_dir}; op time summed over threads, {total:.0f} ms per step):")
+    for name, ms in sorted(summary["categories"].items(), key=lambda kv: -kv[1]):
+        print(f"  {name:12s} {ms:8.1f} ms  {100 * ms / total:5.1f}%")
+    print("  largest ops:")
+    for ms, cat, shape, op_name in summary["top"][:12]:
+        print(f"  {ms:8.1f} ms  {cat:12s} {shape:28s} {op_name[-80:]}")
 
 
 def _alternate(timers: dict, steps: int, rounds: int) -> dict[str, list[float]]:
@@ -89,7 +120,8 @@ def main(argv):
     bench = bench_lib.BenchConfig(
         model=FLAGS.model, seq_len=FLAGS.seq_len, batch_size=FLAGS.batch_size,
         dtype=FLAGS.dtype, steps=FLAGS.steps, dropout=FLAGS.dropout, remat=FLAGS.remat,
-        grad_accum=FLAGS.grad_accum, attention_impl=FLAGS.attention, parallel=FLAGS.parallel)
+        grad_accum=FLAGS.grad_accum, attention_impl=FLAGS.attention, parallel=FLAGS.parallel,
+        scan_layers=FLAGS.scan_layers)
     if FLAGS.attention == "cudnn" and FLAGS.dropout > 0:
         sys.exit("error: --attention cudnn has no attention dropout; add --dropout 0")
     if FLAGS.seq_len > 512 or FLAGS.seq_len < 8:
@@ -106,6 +138,11 @@ def main(argv):
         timers["premasked"] = bench_lib.StepTimer(bench, premasked=True)
     if FLAGS.packing_cost > 1:
         timers["packed"] = bench_lib.StepTimer(bench, packs=FLAGS.packing_cost)
+    if FLAGS.compare == "layout":
+        import dataclasses
+
+        timers["layout"] = bench_lib.StepTimer(
+            dataclasses.replace(bench, scan_layers=not bench.scan_layers))
     if FLAGS.compare == "hf":
         from bert_jax.training.benchmark_hf import HFStepTimer
 
@@ -122,6 +159,8 @@ def main(argv):
           f"{peak[0] / 1e9:.1f} GFLOP/s per device ({FLAGS.dtype}, N={peak[1]}); "
           f"MFU {100 * result['mfu']:.1f}%; peak memory "
           f"{result['peak_memory_bytes'] / 2**30:.2f} GiB ({result['peak_memory_source']})")
+    if FLAGS.profile:
+        _profile(timer, FLAGS.profile, result)
     if "premasked" in times:
         premasked = statistics.median(times["premasked"])
         masked = statistics.median(times["bert_jax"])
@@ -138,6 +177,15 @@ def main(argv):
         print(f"packing: step {1e3 * packed:.1f} ms on rows of {FLAGS.packing_cost} packed "
               f"sequences vs {1e3 * masked:.1f} ms on one pair per row: "
               f"{100 * result['packing_overhead']:+.2f}%")
+    if "layout" in times:
+        other, this = statistics.median(times["layout"]), statistics.median(times["bert_jax"])
+        name = "unrolled" if bench.scan_layers else "scanned"
+        result.update(layout_other=name, layout_other_step_time_ms=1e3 * other,
+                      layout_other_compile_time_s=timers["layout"].compile_time_s,
+                      layout_other_speedup=this / other)
+        print(f"layers {name}: step {1e3 * other:.1f} ms vs {1e3 * this:.1f} ms "
+              f"({this / other:.2f}x the speed), compiled in "
+              f"{timers['layout'].compile_time_s:.1f} s vs {timer.compile_time_s:.1f} s")
     if "hf" in times:
         from bert_jax.metrics.flops import train_flops_per_step
 

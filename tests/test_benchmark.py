@@ -65,7 +65,8 @@ def test_benchmark_cli_reports_a_consistent_record(tmp_path):
     costs on."""
     out = tmp_path / "b.json"
     run = _benchmark(tmp_path, "--model", "tiny", "--seq_len", "32", "--batch_size", "16",
-                     "--steps", "2", "--masking_cost", "--packing_cost", "4", "--json", str(out))
+                     "--steps", "2", "--masking_cost", "--packing_cost", "4", "--profile", str(tmp_path / "trace"),
+                     "--json", str(out))
     assert run.returncode == 0, run.stderr[-2000:]
     r = json.loads(out.read_text())
     for key in ("tokens_per_sec", "step_time_ms", "compile_time_s", "model_flops_per_step",
@@ -80,6 +81,7 @@ def test_benchmark_cli_reports_a_consistent_record(tmp_path):
     assert r["mfu"] == pytest.approx(r["model_flops_per_step"] / step_s / r["peak_flops"])
     assert 0 < r["mfu"] < 1 and r["peak_memory_bytes"] > 0 and r["compile_time_s"] > 0
     assert "MFU" in run.stdout
+    assert r["profile_ms_per_step"]["matmul"] > 0 and "largest ops:" in run.stdout
     assert r["packing_overhead"] == pytest.approx(
         r["packed_step_time_ms"] / r["step_time_ms"] - 1)
 

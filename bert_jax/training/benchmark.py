@@ -41,6 +41,7 @@ class BenchConfig:
     steps: int = 10  # timed steps (after 2 untimed ones)
     dropout: float = 0.1  # hidden and attention dropout (BERT's 0.1)
     remat: str = "none"
+    scan_layers: bool = True  # nn.scan over layers (False: unrolled, one HLO block per layer)
     grad_accum: int = 1
     attention_impl: str = "xla"
     parallel: str = "pmap"
@@ -56,6 +57,7 @@ class BenchConfig:
         if self.model not in SIZES:
             raise ValueError(f"--model must be one of {list(SIZES)}, got {self.model!r}")
         return model_config_for(self.model, dtype=self.dtype, remat=self.remat,
+                                scan_layers=self.scan_layers,
                                 hidden_dropout=self.dropout, attention_dropout=self.dropout,
                                 attention_impl=self.attention_impl)
 

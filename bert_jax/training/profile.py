@@ -1,0 +1,110 @@
+"""Where a compiled step spends its time: a profiler trace summarised by HLO op.
+
+`summarize_trace` reads the XSpace file that `jax.profiler.trace` writes and adds up the
+device-side events (on a CPU: the XLA thread pool's events) by the HLO instruction each one
+ran, then by what that instruction computes, from the compiled module's `op_name` metadata:
+
+  matmul        dot products (dense layers, attention, the MLM decoder), fused or not
+  layout copy   copies, transposes and dynamic (update-)slices: moving data, no arithmetic
+  dropout RNG   random-bit generation for dropout masks
+  other         everything else: element-wise fusions, reductions, softmax, LayerNorm,
+                the optimizer, collectives
+
+Times are summed over threads, so on a multi-threaded CPU the total exceeds the wall time
+of the steps; the shares are what compare. Reading the trace needs the XPlane protobuf
+module that TensorFlow ships (requirements.txt); without it only the trace is written.
+"""
+
+from __future__ import annotations
+
+import collections
+import glob
+import os
+import re
+
+CATEGORIES = ("matmul", "layout copy", "dropout RNG", "other")
+_SKIP = ("ThunkExecutor", "Await", "$")  # executor bookkeeping and Python frames
+_CONTAINERS = ("while", "call", "conditional")
+
+
+def _instructions(hlo_text: str) -> dict[str, tuple[str, str, str]]:
+    """HLO instruction name -> (shape, opcode, op_name metadata)."""
+    out = {}
+    for m in re.finditer(r"^\s*(?:ROOT )?%([\w.\-]+) = (\S+) ([\w\-]+)\((.*?)\)(.*)$",
+                         hlo_text, re.M):
+        name, shape, opcode, _, rest = m.groups()
+        op_name = re.search(r'op_name="([^"]+)"', rest)
+        out[name] = (shape, opcode, op_name.group(1) if op_name else "")
+    return out
+
+
+def _fused_roots(hlo_text: str) -> dict[str, str]:
+    """fusion instruction name -> opcode of its fused computation's root."""
+    roots = {}
+    for m in re.finditer(r"^%([\w.\-]+) \(.*?\n(.*?)\n}", hlo_text, re.M | re.S):
+        root = re.search(r"ROOT %[\w.\-]+ = \S+ ([\w\-]+)\(", m.group(2))
+        if root:
+            roots[m.group(1)] = root.group(1)
+    calls = {}
+    for m in re.finditer(r"%([\w.\-]+) = \S+ fusion\(.*?calls=%([\w.\-]+)", hlo_text):
+        calls[m.group(1)] = roots.get(m.group(2), "")
+    return calls
+
+
+def category(name: str, opcode: str, op_name: str, root: str = "") -> str:
+    if "dot_general" in op_name or opcode in ("dot", "convolution") or root == "dot":
+        return "matmul"
+    if "_bernoulli" in op_name or "_uniform" in op_name or "threefry" in op_name or (
+            "random_bits" in op_name) or opcode == "rng-bit-generator":
+        return "dropout RNG"
+    if opcode in ("copy", "transpose", "dynamic-slice", "dynamic-update-slice") or re.search(
+            r"(copy|transpose|dynamic-update-slice|dynamic-slice)", name):
+        return "layout copy"
+    return "other"
+
+
+def read_events(trace_dir: str) -> collections.Counter:
+    """Event name -> total picoseconds, over the XLA threads of the newest trace."""
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2  # pylint: disable=g-import-not-at-top
+
+    files = sorted(glob.glob(os.path.join(trace_dir, "**", "*.xplane.pb"), recursive=True),
+                   key=os.path.getmtime)
+    if not files:
+        raise FileNotFoundError(f"no *.xplane.pb under {trace_dir}")
+    space = xplane_pb2.XSpace()
+    with open(files[-1], "rb") as f:
+        space.ParseFromString(f.read())
+    total = collections.Counter()
+    for plane in space.planes:
+        names = {k: v.name for k, v in plane.event_metadata.items()}
+        for line in plane.lines:
+            if line.name == "python":
+                continue
+            for event in line.events:
+                name = names.get(event.metadata_id, "?")
+                if not name.startswith(_SKIP):
+                    total[name] += event.duration_ps
+    return total
+
+
+def summarize_trace(trace_dir: str, hlo_text: str, steps: int) -> dict:
+    """{"categories": {category: ms per step}, "top": [(ms per step, category, shape,
+    op_name), ...]} of the traced steps (see the module docstring)."""
+    events = read_events(trace_dir)
+    instructions, roots = _instructions(hlo_text), _fused_roots(hlo_text)
+    by_category = collections.Counter({c: 0.0 for c in CATEGORIES})
+    by_op = collections.Counter()
+    for name, ps in events.items():
+        if name not in instructions:  # host-side events (transfers, Python)
+            continue
+        shape, opcode, op_name = instructions[name]
+        if opcode in _CONTAINERS:  # their body's ops have events of their own
+            continue
+        cat = category(name, opcode, op_name, roots.get(name, ""))
+        ms = ps / 1e9 / steps
+        by_category[cat] += ms
+        # One row per layer-independent op: layer_3 and layer_7's FFN dots are one row.
+        key = (cat, shape, re.sub(r"layer_\d+", "layer_*", op_name).split("/", 1)[-1])
+        by_op[key] += ms
+    return {"categories": dict(by_category),
+            "top": [(ms, *key) for key, ms in by_op.most_common(25)]}
