@@ -31,3 +31,15 @@ def parse_flags(argv):
         _unknown_field(err)
     except flags.Error as err:
         sys.exit(f"error: {err}\nPass --helpfull to see the flags.")
+
+
+def quiet_libraries():
+    """Warnings only from absl-logging libraries (orbax, TFDS), without TFDS's per-build
+    "Using custom data configuration" lines and progress bars: they drown our own output."""
+    from absl import logging
+    import tensorflow_datasets as tfds
+
+    logging.set_verbosity(logging.WARNING)
+    logging.get_absl_handler().addFilter(
+        lambda record: "Using custom data configuration" not in record.getMessage())
+    tfds.display_progress_bar(False)

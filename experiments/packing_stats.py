@@ -15,7 +15,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from absl import app, logging
+from absl import app
 import numpy as np
 
 from experiments import cli
@@ -27,12 +27,7 @@ _CONFIG = cli.define_config_file("configs/pretrain/roberta_tiny.py",
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    logging.set_verbosity(logging.WARNING)
-    logging.get_absl_handler().addFilter(
-        lambda record: "Using custom data configuration" not in record.getMessage())
-    import tensorflow_datasets as tfds
-
-    tfds.display_progress_bar(False)
+    cli.quiet_libraries()
     from bert_jax.data import DataError, instances
     from bert_jax.data.tokenizer import load_tokenizer
 

@@ -36,14 +36,10 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     # Library INFO chatter (orbax, TFDS) drowns the progress bar; warnings still show.
     logging.set_verbosity(logging.WARNING)
-    logging.get_absl_handler().addFilter(
-        lambda record: "Using custom data configuration" not in record.getMessage())
     from bert_jax.training import distributed  # after flags: --help stays fast
 
     distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
-    import tensorflow_datasets as tfds
-
-    tfds.display_progress_bar(False)  # its nested bars garble logs; we print our own lines
+    cli.quiet_libraries()
     from bert_jax.training.loop import USER_ERRORS, train_and_evaluate
 
     config = _CONFIG.value

@@ -144,6 +144,15 @@ def test_train_batches_are_a_function_of_seed_and_step():
     assert not np.array_equal(finetune_data.train_rows(0, 5, 12, seed=8), rows[:5])
 
 
+def _pretraining_workdir(workdir, model, params):
+    """A pretraining workdir holding one checkpoint (step 5) of `params`."""
+    ckpt = Checkpointer(str(workdir / "checkpoints"), max_to_keep=1)
+    tx = make_optimizer(synthetic.train_config())
+    ckpt.save(5, TrainState.create(params, tx, jax.random.key(0)), {}, model)
+    ckpt.close()
+    return workdir
+
+
 def test_init_from_a_pretraining_workdir(tmp_path, capsys):
     """A pretraining workdir's encoder (and pooler) fill the task model with equal values;
     the classifier is new (from the run's seed) and named; the architecture is the
@@ -153,11 +162,7 @@ def test_init_from_a_pretraining_workdir(tmp_path, capsys):
 
     model = model_config_from(pre_cfg)
     pre_params = init_params(BertForPreTraining(model), jax.random.key(42))
-    pre_dir = tmp_path / "pre"
-    ckpt = Checkpointer(str(pre_dir / "checkpoints"), max_to_keep=1)
-    tx = make_optimizer(synthetic.train_config())
-    ckpt.save(5, TrainState.create(pre_params, tx, jax.random.key(0)), {}, model)
-    ckpt.close()
+    pre_dir = _pretraining_workdir(tmp_path / "pre", model, pre_params)
     (pre_dir / "config.json").write_text(json.dumps(
         {"data": {"vocab_path": DEFAULT_VOCAB_PATH, "lowercase": True}}))
 
@@ -245,11 +250,7 @@ def test_ambert_init_from_its_pretraining_workdir(tmp_path):
     model = model_config_from(model_config_dict("tiny", family="ambert", **TINY,
                                                 coarse_vocab_size=8192))
     pre_params = init_params(pretraining_model(model), jax.random.key(42))
-    pre_dir = tmp_path / "pre"
-    ckpt = Checkpointer(str(pre_dir / "checkpoints"), max_to_keep=1)
-    tx = make_optimizer(synthetic.train_config())
-    ckpt.save(5, TrainState.create(pre_params, tx, jax.random.key(0)), {}, model)
-    ckpt.close()
+    pre_dir = _pretraining_workdir(tmp_path / "pre", model, pre_params)
     config = make_config(init_from=str(pre_dir),
                          **{"data.coarse_vocab_path": DEFAULT_PATH})
     task, run_model, pretrained = finetune_lib.resolve_model(config)
@@ -265,12 +266,9 @@ def test_ambert_init_from_its_pretraining_workdir(tmp_path):
     for name in shared:
         np.testing.assert_array_equal(np.asarray(flat[name]), np.asarray(pre[name]), name)
 
-    bert_dir = tmp_path / "bert"
-    ckpt = Checkpointer(str(bert_dir / "checkpoints"), max_to_keep=1)
     bert = model_config_from(make_config().model)
-    ckpt.save(5, TrainState.create(init_params(BertForPreTraining(bert), jax.random.key(0)),
-                                   tx, jax.random.key(0)), {}, bert)
-    ckpt.close()
+    bert_dir = _pretraining_workdir(tmp_path / "bert", bert,
+                                    init_params(BertForPreTraining(bert), jax.random.key(0)))
     config = make_config(init_from=str(bert_dir), **{"data.coarse_vocab_path": DEFAULT_PATH})
     config.model = model_config_dict("tiny", family="ambert", **TINY, coarse_vocab_size=8192)
     with pytest.raises(ConfigError, match=r"run's model is AMBERT but init_from"):
