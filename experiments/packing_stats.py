@@ -40,7 +40,7 @@ def main(argv):
     print("| packing | rows | real tokens / row | fill | sequences / row | rows vs doc_sentences |")
     print("|---|---|---|---|---|---|")
     sep_id = load_tokenizer(data.vocab_path, data.lowercase, kind=data.tokenizer).sep_id
-    rows_doc = None
+    stats = {}
     for packing in instances.PACKINGS:
         with data.unlocked():
             data.sentence_task, data.packing = "none", packing
@@ -48,18 +48,17 @@ def main(argv):
             a = instances.load_instances(data, "train", config.seed)
         except DataError as err:
             sys.exit(f"error: {err}")
-        n, length = len(a["length"]), np.asarray(a["length"], np.float64)
+        length = np.asarray(a["length"], np.float64)
         if "pack_ids" in a:
             per_row = np.asarray(a["pack_ids"]).max(axis=1).mean()
         else:  # full_sentences: a [SEP] inside the text starts another document's part
             ids = np.asarray(a["input_ids"])
             inner = (ids == sep_id) & (np.arange(L) < length[:, None] - 1)
             per_row = 1.0 + inner.sum(axis=1).mean()
-        rows_doc = n if packing == "doc_sentences" else rows_doc
-        ratio = f"{n / rows_doc:.3f}" if rows_doc else ""
-        print(f"| {packing} | {n:,} | {length.mean():.1f} | {length.mean() / L:.1%} | "
-              f"{per_row:.2f} | {ratio} |")
-
+        stats[packing] = (len(length), length.mean(), per_row)
+    for packing, (n, mean, per_row) in stats.items():
+        print(f"| {packing} | {n:,} | {mean:.1f} | {mean / L:.1%} | {per_row:.2f} | "
+              f"{n / stats['doc_sentences'][0]:.3f} |")
 
 if __name__ == "__main__":
     app.run(main, flags_parser=cli.parse_flags)
