@@ -7,8 +7,8 @@ Each test runs the CLI as a user would (one process, the machine's own devices) 
 the exact command, the figure and the wall time. Budgets are cut to fit a CPU: SST-2 one
 epoch of its 67,349 training sentences at 64 tokens (2,105 steps; measured 0.8945 in
 36 min, README; the first 16,000 sentences alone gave 0.8624); CoNLL all of eng.train for 1 epoch at 64 tokens; SQuAD v1.1
-has no training file here, so it trains on the first 3,000 questions of the dev set's first
-40 articles and evaluates on its last 8 articles (held out: no context is shared). Measured
+has no training file here, so it trains on all 8,981 questions of the dev set's first 40
+articles and evaluates on its last 8 articles (held out: no context is shared). Measured
 figures and wall times: README, "Fine-tuning".
 """
 
@@ -69,8 +69,8 @@ def test_conll_dev_entity_f1(tmp_path):
 
 
 def test_squad_v1_held_out_articles(tmp_path):
-    """Trains on 3,000 questions of dev articles 0-39, evaluates on articles 40-47. Measured
-    EM 0.0862, F1 0.1513 (27 min): the floor is a learning check (random spans score ~0)."""
+    """Trains on the 8,981 questions of dev articles 0-39, evaluates on articles 40-47.
+    Measured EM 0.5110, F1 0.6488 (26 min); random spans score ~0."""
     source = os.path.join(DATA, "squad", "dev-v1.1.json")
     _skip_without(source)
     dev = json.load(open(source))
@@ -82,7 +82,7 @@ def test_squad_v1_held_out_articles(tmp_path):
     metrics = _finetune("configs/finetune/squad.py:v1", tmp_path / "w",
                         f"--config.data.local_dir={local}", "--config.data.max_seq_len=192",
                         "--config.data.doc_stride=64", "--config.data.max_query_length=48",
-                        "--config.data.train_limit=3000", "--config.train.num_epochs=1",
+                        "--config.train.num_epochs=1",
                         "--config.train.learning_rate=1e-4", "--config.train.eval_every=0",
                         "--config.train.checkpoint_every=50", "--config.train.log_every=10")
-    assert metrics["f1"] >= 0.1
+    assert metrics["f1"] >= 0.6
