@@ -10,10 +10,12 @@ batches, so it needs no data and no TensorFlow/grain/ml_collections. MFU is the 
 of bert_jax/metrics/flops.py over the matmul rate measured on the same device in the same
 dtype. `--compare hf` alternates rounds of this step and of transformers' PyTorch
 BertForPreTraining and prints the ratio of their medians (`--compare layout`: of the same
-step with its layers unrolled instead of scanned, or the reverse with --noscan_layers); `--masking_cost` alternates it with
-the same step on pre-masked batches, `--packing_cost N` with the same step on rows of N
-packed sequences (their attention mask and positions); `--pipeline` times the input pipeline on the embedded
-corpus (needs requirements.txt) against the step's consumption.
+step with its layers unrolled instead of scanned, or the reverse with --noscan_layers).
+`--masking_cost` alternates it with the same step on pre-masked batches, `--packing_cost N`
+with the same step on rows of N packed sequences (their attention mask and positions).
+`--pipeline` times the input pipeline on the embedded corpus (needs requirements.txt)
+against the step's consumption; `--profile DIR` traces the step and sums its time by kind
+of op.
 """
 
 import json
@@ -161,8 +163,8 @@ def main(argv):
           f"{result['peak_memory_bytes'] / 2**30:.2f} GiB ({result['peak_memory_source']})")
     if FLAGS.profile:
         _profile(timer, FLAGS.profile, result)
-    this = statistics.median(times["bert_jax"])
     medians = {name: statistics.median(t) for name, t in times.items()}
+    this = medians["bert_jax"]
     if "premasked" in times:
         result["premasked_step_time_ms"] = 1e3 * medians["premasked"]
         result["masking_fraction"] = (this - medians["premasked"]) / this
@@ -187,14 +189,14 @@ def main(argv):
     if "hf" in times:
         from bert_jax.metrics.flops import train_flops_per_step
 
-        hf_step = statistics.median(times["hf"])
+        hf_step = medians["hf"]
         hf_flops = train_flops_per_step(timer.model, batch_size=bench.batch_size,
                                         seq_len=bench.seq_len, predictions=bench.seq_len)
         result.update(
             hf_step_time_ms=1e3 * hf_step, hf_step_time_ms_all=[1e3 * t for t in times["hf"]],
             hf_tokens_per_sec=tokens / hf_step, hf_model_flops_per_step=hf_flops,
             hf_mfu=hf_flops / hf_step / result["peak_flops"],
-            speedup_vs_hf=hf_step / statistics.median(times["bert_jax"]))
+            speedup_vs_hf=hf_step / this)
         print(f"transformers (PyTorch) BertForPreTraining: step {1e3 * hf_step:.1f} ms, "
               f"{tokens / hf_step:.0f} tokens/s (its MLM head decodes all {bench.seq_len} "
               f"positions: {hf_flops / hf_step / 1e9:.1f} GFLOP/s); bert_jax / transformers "
@@ -202,7 +204,7 @@ def main(argv):
     if FLAGS.pipeline:
         rate = _pipeline_rate(bench.seq_len, bench.batch_size)
         result["pipeline_batches_per_sec"] = rate
-        result["pipeline_over_step"] = rate * statistics.median(times["bert_jax"])
+        result["pipeline_over_step"] = rate * this
         print(f"input pipeline: {rate:.1f} batches/s of {bench.batch_size} x {bench.seq_len}, "
               f"{result['pipeline_over_step']:.1f}x what the step consumes")
     result["date"] = time.strftime("%Y-%m-%d")

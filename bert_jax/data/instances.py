@@ -278,6 +278,7 @@ def _pack_rows(rows: dict[str, np.ndarray], max_seq_len: int,
     length = rows["length"].astype(np.int64)
     bin_of, offset = _pack_lengths(length, max_seq_len)
     n_bins = int(bin_of.max()) + 1 if len(bin_of) else 0
+    # Per-row arrays ([N]: next_sentence_label, always 0 here) start at 0, like padding.
     out = {k: np.full((n_bins,) + v.shape[1:], pads.get(k, 0) if v.ndim == 2 else 0, v.dtype)
            for k, v in rows.items()}
     # Token t of all rows' real tokens: (row, position in row) -> (bin, offset + position).
@@ -288,7 +289,6 @@ def _pack_rows(rows: dict[str, np.ndarray], max_seq_len: int,
         if v.ndim == 2:
             out[k][dest_row, dest_col] = v[row_t, pos_t]
     out["length"] = np.bincount(bin_of, weights=length, minlength=n_bins).astype(np.int32)
-    out["next_sentence_label"][:] = 0
     # The k-th sequence placed in a bin (in offset order) gets pack id k (1-based).
     order = np.lexsort((offset, bin_of))
     first_of_bin = np.searchsorted(bin_of[order], bin_of[order], side="left")
@@ -390,14 +390,12 @@ def create_instances(c: TokenizedCorpus, *, max_seq_len: int, short_seq_prob: fl
         sep = {"tokens": sep_id, "word_start": 1, "coarse_start": 1,
                "coarse_tok": coarse_specials[3] if with_coarse else 0}
         parts = [_fill(*_packed_pass(c, max_seq_len, short_seq_prob, sep, rng, cross), **fill)
-                 for _ in range(dupe_factor)]
+                 for _ in range(dupe_factor)] or [_fill(c.token_arrays(), [], **fill)]
         if packing == "packed_documents":
             keys += (PACK_KEY,)
             pads = {"input_ids": pad_id, "coarse_ids": coarse_specials[0] if with_coarse else 0}
-            parts = [_pack_rows(p, max_seq_len, pads) for p in parts or [_fill(
-                c.token_arrays(), [], **fill)]]
-        arrays = {k: np.concatenate([p[k] for p in parts]) for k in keys} if parts else (
-            _fill(c.token_arrays(), [], **fill))
+            parts = [_pack_rows(p, max_seq_len, pads) for p in parts]
+        arrays = {k: np.concatenate([p[k] for p in parts]) for k in keys}
     perm = rng.permutation(len(arrays["length"]))
     return {k: arrays[k][perm] for k in keys}
 

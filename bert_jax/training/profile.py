@@ -10,8 +10,8 @@ ran, then by what that instruction computes, from the compiled module's `op_name
   other         everything else: element-wise fusions, reductions, softmax, LayerNorm,
                 the optimizer, collectives
 
-Times are summed over threads, so on a multi-threaded CPU the total exceeds the wall time
-of the steps; the shares are what compare. Reading the trace needs the XPlane protobuf
+Times are summed over threads, so the total is not the steps' wall time (above it when
+ops overlap, below it when threads idle); the shares are what compare. Reading the trace needs the XPlane protobuf
 module that TensorFlow ships (requirements.txt); without it only the trace is written.
 """
 

@@ -109,17 +109,17 @@ def _masked_batch(batch, key, step, cfg: StepConfig, *, train: bool = True):
 
 def _forward(params, batch, masked, cfg: StepConfig, dropout_key=None):
     """The pretraining model on the masked batch (MLM heads at the masked positions)."""
-    coarse = {}  # The keyword inputs that some batches have.
+    extra = {}  # The keyword inputs that only some models or batches have.
     if cfg.model.coarse_vocab_size:
-        coarse = dict(coarse_ids=masked["coarse_input_ids"], coarse_start=batch["coarse_start"],
-                      coarse_masked_positions=masked["coarse_masked_positions"])
+        extra = dict(coarse_ids=masked["coarse_input_ids"], coarse_start=batch["coarse_start"],
+                     coarse_masked_positions=masked["coarse_masked_positions"])
     if "pack_ids" in batch:  # data.packing="packed_documents"
-        coarse["pack_ids"] = batch["pack_ids"]
+        extra["pack_ids"] = batch["pack_ids"]
     rngs = None if dropout_key is None else {"dropout": dropout_key}
     return pretraining_model(cfg.model).apply(
         {"params": params}, masked["input_ids"], batch["attention_mask"],
         batch["token_type_ids"], masked["masked_positions"], deterministic=dropout_key is None,
-        rngs=rngs, **coarse)
+        rngs=rngs, **extra)
 
 
 def _prediction_sums(sums, prefix, logits, labels, weights):
