@@ -28,6 +28,7 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     cli.quiet_libraries()
+    from bert_jax.config import ConfigError
     from bert_jax.data import DataError, instances
     from bert_jax.data.tokenizer import load_tokenizer
 
@@ -39,15 +40,17 @@ def main(argv):
           f"short_seq_prob {data.short_seq_prob}")
     print("| packing | rows | real tokens / row | fill | sequences / row | rows vs doc_sentences |")
     print("|---|---|---|---|---|---|")
-    sep_id = load_tokenizer(data.vocab_path, data.lowercase, kind=data.tokenizer).sep_id
+    try:
+        sep_id = load_tokenizer(data.vocab_path, data.lowercase, kind=data.tokenizer).sep_id
+        arrays = {}
+        for packing in instances.PACKINGS:
+            with data.unlocked():
+                data.sentence_task, data.packing = "none", packing
+            arrays[packing] = instances.load_instances(data, "train", config.seed)
+    except (ConfigError, DataError, FileNotFoundError, ValueError) as err:
+        sys.exit(f"error: {err}")
     stats = {}
-    for packing in instances.PACKINGS:
-        with data.unlocked():
-            data.sentence_task, data.packing = "none", packing
-        try:
-            a = instances.load_instances(data, "train", config.seed)
-        except DataError as err:
-            sys.exit(f"error: {err}")
+    for packing, a in arrays.items():
         length = np.asarray(a["length"], np.float64)
         if "pack_ids" in a:
             per_row = np.asarray(a["pack_ids"]).max(axis=1).mean()
@@ -59,6 +62,7 @@ def main(argv):
     for packing, (n, mean, per_row) in stats.items():
         print(f"| {packing} | {n:,} | {mean:.1f} | {mean / L:.1%} | {per_row:.2f} | "
               f"{n / stats['doc_sentences'][0]:.3f} |")
+
 
 if __name__ == "__main__":
     app.run(main, flags_parser=cli.parse_flags)

@@ -24,3 +24,13 @@ def test_packing_stats_table(data_root, text_files, tmp_path):
     assert rows["doc_sentences"][4] == "1.000" and ratio < 1.0
     assert fill["packed_documents"] > fill["doc_sentences"]
     assert float(rows["packed_documents"][3]) > 1.0  # several sequences per row
+
+
+def test_packing_stats_bad_corpus_is_one_line():
+    run = subprocess.run(
+        [sys.executable, "-m", "experiments.packing_stats", "--config.data.corpus=text_files",
+         "--config.data.text_files=('/no/such.txt',)"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 1
+    assert run.stderr.strip().splitlines()[-1] == (
+        "error: data.text_files: '/no/such.txt' matches no file; fix the path or the glob.")
