@@ -41,12 +41,19 @@ flags.DEFINE_enum("compare", "none", ["none", "hf", "layout"],
 flags.DEFINE_bool("scan_layers", True, "nn.scan over the layers (model.scan_layers); "
                   "--noscan_layers unrolls them.")
 flags.DEFINE_integer("rounds", 3, "Alternating rounds when comparing (steps split among them).")
-flags.DEFINE_float("dropout", 0.1, "Hidden and attention dropout (BERT: 0.1).")
+flags.DEFINE_float("dropout", 0.1, "Hidden dropout, and attention dropout unless "
+                   "--attention_dropout is given (BERT: 0.1 for both).")
+flags.DEFINE_float("attention_dropout", None, "Dropout on the attention probabilities "
+                   "(default: --dropout). 0 lets --attention cudnn run its fused kernel.")
+flags.DEFINE_enum("prng_impl", "threefry2x32", ["threefry2x32", "rbg", "unsafe_rbg"],
+                  "JAX's PRNG for the dropout and masking keys (jax_default_prng_impl): "
+                  "rbg/unsafe_rbg draw bits with XLA's RngBitGenerator, cheaper on GPUs.")
 flags.DEFINE_enum("remat", "none", ["none", "full", "dots"], "Rematerialisation policy.")
 flags.DEFINE_integer("grad_accum", 1, "Micro-batches per device and step.")
 flags.DEFINE_enum("attention", "xla", ["xla", "cudnn"],
                   "jax.nn.dot_product_attention implementation (cudnn: NVIDIA GPU, bf16, "
-                  "and --dropout 0, since attention dropout needs the explicit form).")
+                  "and --attention_dropout 0, since attention dropout needs the explicit "
+                  "form).")
 flags.DEFINE_enum("parallel", "pmap", ["pmap", "shard_map"], "Device mapping.")
 flags.DEFINE_bool("masking_cost", False,
                   "Also time the step on pre-masked batches: masking's share of the step.")
@@ -70,19 +77,18 @@ def _profile(timer, trace_dir: str, result: dict, steps: int = 3) -> None:
 
     with jax.profiler.trace(trace_dir):
         timer.run(steps)
+    hlo_text = timer.compiled.as_text()
+    with open(os.path.join(trace_dir, profile.HLO_FILE), "w") as f:
+        f.write(hlo_text)
     try:
-        summary = profile.summarize_trace(trace_dir, timer.compiled.as_text(), steps)
+        summary = profile.summarize_trace(trace_dir, hlo_text, steps)
     except ImportError:
-        print(f"profile trace in {trace_dir} (no TensorFlow to summarise it here)")
+        print(f"profile trace in {trace_dir} (no TensorFlow to summarise it here: run "
+              f"python -m bert_jax.training.profile {trace_dir} --steps {steps} where it is)")
         return
-    total = sum(summary["categories"].values())
     result["profile_ms_per_step"] = summary["categories"]
-    print(f"profile ({trace_dir}; op time summed over threads, {total:.0f} ms per step):")
-    for name, ms in sorted(summary["categories"].items(), key=lambda kv: -kv[1]):
-        print(f"  {name:12s} {ms:8.1f} ms  {100 * ms / total:5.1f}%")
-    print("  largest ops:")
-    for ms, cat, shape, op_name in summary["top"][:12]:
-        print(f"  {ms:8.1f} ms  {cat:12s} {shape:28s} {op_name[-80:]}")
+    print(f"profile ({trace_dir}):")
+    profile.print_summary(summary)
 
 
 def _alternate(timers: dict, steps: int, rounds: int) -> dict[str, list[float]]:
@@ -117,15 +123,24 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     logging.set_verbosity(logging.WARNING)  # JAX's INFO lines about absent backends
+    attention_dropout = FLAGS.dropout if FLAGS.attention_dropout is None else (
+        FLAGS.attention_dropout)
+    if FLAGS.attention == "cudnn" and attention_dropout > 0:
+        sys.exit("error: --attention cudnn has no attention dropout; add --attention_dropout 0")
+    import jax
+
+    if FLAGS.attention == "cudnn" and jax.default_backend() != "gpu":
+        sys.exit(f"error: --attention cudnn needs an NVIDIA GPU; this JAX runs on "
+                 f"{jax.default_backend()}: use --attention xla")
+    jax.config.update("jax_default_prng_impl", FLAGS.prng_impl)
     from bert_jax.training import benchmark as bench_lib
 
     bench = bench_lib.BenchConfig(
         model=FLAGS.model, seq_len=FLAGS.seq_len, batch_size=FLAGS.batch_size,
-        dtype=FLAGS.dtype, steps=FLAGS.steps, dropout=FLAGS.dropout, remat=FLAGS.remat,
+        dtype=FLAGS.dtype, steps=FLAGS.steps, dropout=FLAGS.dropout,
+        attention_dropout=attention_dropout, prng_impl=FLAGS.prng_impl, remat=FLAGS.remat,
         grad_accum=FLAGS.grad_accum, attention_impl=FLAGS.attention, parallel=FLAGS.parallel,
         scan_layers=FLAGS.scan_layers)
-    if FLAGS.attention == "cudnn" and FLAGS.dropout > 0:
-        sys.exit("error: --attention cudnn has no attention dropout; add --dropout 0")
     if FLAGS.seq_len > 512 or FLAGS.seq_len < 8:
         sys.exit(f"error: --seq_len must be in [8, 512] (BERT's positions), got {FLAGS.seq_len}")
     try:

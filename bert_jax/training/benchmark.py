@@ -39,7 +39,9 @@ class BenchConfig:
     batch_size: int = 8  # global, over all devices
     dtype: str = "float32"  # compute dtype; parameters stay float32
     steps: int = 10  # timed steps (after 2 untimed ones)
-    dropout: float = 0.1  # hidden and attention dropout (BERT's 0.1)
+    dropout: float = 0.1  # hidden dropout (BERT's 0.1)
+    attention_dropout: float | None = None  # on the attention probabilities; None: `dropout`
+    prng_impl: str = "threefry2x32"  # jax_default_prng_impl the caller set (recorded)
     remat: str = "none"
     scan_layers: bool = True  # nn.scan over layers (False: unrolled, one HLO block per layer)
     grad_accum: int = 1
@@ -58,7 +60,9 @@ class BenchConfig:
             raise ValueError(f"--model must be one of {list(SIZES)}, got {self.model!r}")
         return model_config_for(self.model, dtype=self.dtype, remat=self.remat,
                                 scan_layers=self.scan_layers,
-                                hidden_dropout=self.dropout, attention_dropout=self.dropout,
+                                hidden_dropout=self.dropout,
+                                attention_dropout=(self.dropout if self.attention_dropout is None
+                                                   else self.attention_dropout),
                                 attention_impl=self.attention_impl)
 
 
@@ -130,14 +134,13 @@ class StepTimer:
         self.memory = self.compiled.memory_analysis()
 
     def run(self, steps: int) -> list[float]:
-        """Seconds of each of `steps` steps, each waited for (its loss read back)."""
-        times = []
-        for _ in range(steps):
-            t0 = time.perf_counter()
+        """Seconds of each of `steps` steps (see timed_steps)."""
+
+        def dispatch():
             self.state, metrics = self.compiled(self.state, self.batch, self.key)
-            float(metrics["loss"])
-            times.append(time.perf_counter() - t0)
-        return times
+            return metrics["loss"]
+
+        return timed_steps(dispatch, steps)
 
     def peak_memory_bytes(self) -> tuple[int, str]:
         """Device peak when the backend reports it (GPU/TPU), else XLA's static estimate of
@@ -151,6 +154,32 @@ class StepTimer:
         total = (m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes
                  - m.alias_size_in_bytes)
         return int(total), "compiled estimate"
+
+
+def timed_steps(dispatch, steps: int, *, overlap: bool = True) -> list[float]:
+    """Per-step seconds of `steps` calls of `dispatch` (which starts one step and returns
+    its loss, not yet computed), timed as the training loop runs them: step i+1 is
+    dispatched before step i's loss is read back (metrics one step late), so the host's
+    dispatch overlaps the device's work. Entry i is the time between the completions of
+    steps i-1 and i (the first: from the first dispatch), so their sum is the wall time
+    of the `steps` steps. overlap=False waits for each step before dispatching the next
+    (for frameworks whose "dispatch" computes synchronously, e.g. PyTorch on a CPU)."""
+    times = []
+    if not overlap:
+        for _ in range(steps):
+            start = time.perf_counter()
+            float(dispatch())
+            times.append(time.perf_counter() - start)
+        return times
+    start = time.perf_counter()
+    pending = dispatch()
+    for i in range(steps):
+        nxt = dispatch() if i + 1 < steps else None
+        float(pending)  # waits for step i
+        now = time.perf_counter()
+        times.append(now - start)
+        start, pending = now, nxt
+    return times
 
 
 def premask(batch: dict[str, np.ndarray], step_cfg: StepConfig) -> dict[str, np.ndarray]:

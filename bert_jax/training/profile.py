@@ -12,7 +12,12 @@ ran, then by what that instruction computes, from the compiled module's `op_name
 
 Times are summed over threads, so the total is not the steps' wall time (above it when
 ops overlap, below it when threads idle); the shares are what compare. Reading the trace needs the XPlane protobuf
-module that TensorFlow ships (requirements.txt); without it only the trace is written.
+module that TensorFlow ships (requirements.txt); without it (a bare accelerator image) the
+trace and the compiled module's text (`step.hlo.txt`) are written, and
+
+    python -m bert_jax.training.profile TRACE_DIR --steps 3
+
+summarises them later on a machine that has it.
 """
 
 from __future__ import annotations
@@ -63,8 +68,33 @@ def category(name: str, opcode: str, op_name: str, root: str = "") -> str:
     return "other"
 
 
+def _stat_value(plane, stat) -> str:
+    if stat.HasField("ref_value"):
+        return plane.stat_metadata[stat.ref_value].name
+    return stat.str_value
+
+
+def _gpu_line_events(plane, names):
+    """(HLO op name, picoseconds) of a GPU plane's kernels: the "XLA Ops" line when the
+    profiler wrote one, else each stream's kernels by their `hlo_op` stat."""
+    hlo_op = [k for k, v in plane.stat_metadata.items() if v.name == "hlo_op"]
+    lines = [line for line in plane.lines if line.name == "XLA Ops"]
+    if lines:
+        for event in lines[0].events:
+            yield names.get(event.metadata_id, "?"), event.duration_ps
+        return
+    for line in plane.lines:
+        if not line.name.startswith("Stream"):
+            continue
+        for event in line.events:
+            op = next((_stat_value(plane, st) for st in event.stats
+                       if st.metadata_id in hlo_op), None)
+            yield op or names.get(event.metadata_id, "?"), event.duration_ps
+
+
 def read_events(trace_dir: str) -> collections.Counter:
-    """Event name -> total picoseconds, over the XLA threads of the newest trace."""
+    """Event name -> total picoseconds of the newest trace: on a GPU, the kernels of the
+    device planes (named by the HLO op that launched them); else the XLA threads."""
     from tensorflow.tsl.profiler.protobuf import xplane_pb2  # pylint: disable=g-import-not-at-top
 
     files = sorted(glob.glob(os.path.join(trace_dir, "**", "*.xplane.pb"), recursive=True),
@@ -75,6 +105,13 @@ def read_events(trace_dir: str) -> collections.Counter:
     with open(files[-1], "rb") as f:
         space.ParseFromString(f.read())
     total = collections.Counter()
+    gpus = [p for p in space.planes if p.name.startswith("/device:GPU")]
+    for plane in gpus:
+        names = {k: v.name for k, v in plane.event_metadata.items()}
+        for name, ps in _gpu_line_events(plane, names):
+            total[name] += ps
+    if gpus:
+        return total
     for plane in space.planes:
         names = {k: v.name for k, v in plane.event_metadata.items()}
         for line in plane.lines:
@@ -108,3 +145,36 @@ def summarize_trace(trace_dir: str, hlo_text: str, steps: int) -> dict:
         by_op[key] += ms
     return {"categories": dict(by_category),
             "top": [(ms, *key) for key, ms in by_op.most_common(25)]}
+
+
+HLO_FILE = "step.hlo.txt"
+
+
+def print_summary(summary: dict) -> None:
+    total = sum(summary["categories"].values())
+    print(f"op time summed over threads/streams: {total:.1f} ms per step")
+    for name, ms in sorted(summary["categories"].items(), key=lambda kv: -kv[1]):
+        print(f"  {name:12s} {ms:8.2f} ms  {100 * ms / total:5.1f}%")
+    print("  largest ops:")
+    for ms, cat, shape, op_name in summary["top"][:12]:
+        print(f"  {ms:8.2f} ms  {cat:12s} {shape:28s} {op_name[-80:]}")
+
+
+def main(argv=None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Summarise a benchmark's profiler trace "
+                                     "(experiments/benchmark.py --profile DIR) by kind of op.")
+    parser.add_argument("trace_dir")
+    parser.add_argument("--steps", type=int, default=3, help="steps the trace holds")
+    args = parser.parse_args(argv)
+    hlo = os.path.join(args.trace_dir, HLO_FILE)
+    if not os.path.exists(hlo):
+        raise SystemExit(f"error: no {HLO_FILE} in {args.trace_dir} (written by "
+                         "experiments/benchmark.py --profile)")
+    with open(hlo) as f:
+        print_summary(summarize_trace(args.trace_dir, f.read(), args.steps))
+
+
+if __name__ == "__main__":
+    main()
