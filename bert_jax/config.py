@@ -116,6 +116,9 @@ class ModelConfig:
     param_dtype: str = "float32"
     # nn.scan over layers: compile time independent of depth; params stacked on axis 0.
     scan_layers: bool = True
+    # Layers per iteration of that scan (lax.scan's unroll): the parameter layout stays
+    # stacked; more layers per iteration compile longer and give XLA more to fuse.
+    scan_unroll: int = 1
     remat: str = "none"
     attention_impl: str = "xla"  # one of ATTENTION_IMPLS; numerics equal up to rounding
     hidden_act: str = "gelu"  # one of ACTIVATIONS; feed-forward and MLM-head transform
@@ -193,6 +196,9 @@ class ModelConfig:
         if self.next_sentence and self.sentence_order:
             raise ConfigError("model.next_sentence (BERT's NSP) and model.sentence_order "
                               "(ALBERT's SOP) are both on; keep one of them")
+        if not 1 <= self.scan_unroll <= max(self.num_layers, 1):
+            raise ConfigError(f"model.scan_unroll must be in [1, num_layers="
+                              f"{self.num_layers}], got {self.scan_unroll}")
         if self.embedding_size < 0:
             raise ConfigError(f"model.embedding_size must be >= 0 (0 = hidden_size, no "
                               f"factorization), got {self.embedding_size}")

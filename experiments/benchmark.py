@@ -40,6 +40,8 @@ flags.DEFINE_enum("compare", "none", ["none", "hf", "layout"],
                   "unrolled), alternating.")
 flags.DEFINE_bool("scan_layers", True, "nn.scan over the layers (model.scan_layers); "
                   "--noscan_layers unrolls them.")
+flags.DEFINE_integer("scan_unroll", 1, "Layers per iteration of the layer scan "
+                     "(model.scan_unroll).")
 flags.DEFINE_integer("rounds", 3, "Alternating rounds when comparing (steps split among them).")
 flags.DEFINE_float("dropout", 0.1, "Hidden dropout, and attention dropout unless "
                    "--attention_dropout is given (BERT: 0.1 for both).")
@@ -140,7 +142,7 @@ def main(argv):
         dtype=FLAGS.dtype, steps=FLAGS.steps, dropout=FLAGS.dropout,
         attention_dropout=attention_dropout, prng_impl=FLAGS.prng_impl, remat=FLAGS.remat,
         grad_accum=FLAGS.grad_accum, attention_impl=FLAGS.attention, parallel=FLAGS.parallel,
-        scan_layers=FLAGS.scan_layers)
+        scan_layers=FLAGS.scan_layers, scan_unroll=FLAGS.scan_unroll)
     if FLAGS.seq_len > 512 or FLAGS.seq_len < 8:
         sys.exit(f"error: --seq_len must be in [8, 512] (BERT's positions), got {FLAGS.seq_len}")
     try:
@@ -222,6 +224,7 @@ def main(argv):
         result["pipeline_over_step"] = rate * this
         print(f"input pipeline: {rate:.1f} batches/s of {bench.batch_size} x {bench.seq_len}, "
               f"{result['pipeline_over_step']:.1f}x what the step consumes")
+    result["xla_flags"] = os.environ.get("XLA_FLAGS", "")
     result["date"] = time.strftime("%Y-%m-%d")
     result["command"] = "python -m experiments.benchmark " + " ".join(sys.argv[1:])
     if FLAGS.json:

@@ -17,30 +17,38 @@ PY=${PYTHON:-python3}
 B="$PY -m experiments.benchmark"
 BASE="--model base --seq_len 128 --batch_size 256 --dtype bfloat16 --steps 20"
 LARGE="--model large --seq_len 512 --batch_size 32 --dtype bfloat16 --steps 10"
-FAST="--attention cudnn --attention_dropout 0 --prng_impl rbg"
+FAST="--attention cudnn --attention_dropout 0"
 declare -A RUNS=(
   # BERT's recipe as published: dropout 0.1 everywhere, explicit attention; vs transformers.
   [base_bert]="$BASE --compare hf --rounds 2"
-  [base_cudnn]="$BASE --attention cudnn --attention_dropout 0"
-  [base_fast]="$BASE $FAST --compare layout --rounds 2"
-  [base_fast_profile]="$BASE $FAST --steps 6 --profile $out/profile_base"
+  # cuDNN's fused attention (no attention dropout), layers scanned (the default) ...
+  [base_scan]="$BASE $FAST --steps 10 --profile $out/profile_scan"
+  # ... or unrolled, the same model; vs transformers with the same dropouts.
+  [base_unrolled]="$BASE $FAST --noscan_layers --steps 10 --profile $out/profile_unrolled"
+  [base_unrolled_hf]="$BASE $FAST --noscan_layers --compare hf --rounds 2"
+  [base_unroll12]="$BASE $FAST --scan_unroll 12 --steps 10"
+  [base_unrolled_rbg]="$BASE $FAST --noscan_layers --prng_impl rbg --steps 10"
+  [base_unrolled_cublaslt]="$BASE $FAST --noscan_layers --steps 10"
   [large_bert]="$LARGE"
-  [large_fast]="$LARGE $FAST --compare layout --rounds 2"
-  [base_fast_b512]="--model base --seq_len 128 --batch_size 512 --dtype bfloat16 --steps 10 $FAST"
-  [large_fast_b64]="--model large --seq_len 512 --batch_size 64 --dtype bfloat16 --steps 10 $FAST"
+  [large_scan]="$LARGE $FAST --compare layout --rounds 2"
+  [large_unrolled]="$LARGE $FAST --noscan_layers"
+  [large_unroll24]="$LARGE $FAST --scan_unroll 24"
 )
-ORDER=(base_bert base_cudnn base_fast large_bert large_fast base_fast_profile base_fast_b512
-       large_fast_b64)
+declare -A ENVS=(
+  [base_unrolled_cublaslt]="XLA_FLAGS=--xla_gpu_enable_cublaslt=true"
+)
+ORDER=(base_bert base_scan base_unrolled base_unrolled_hf base_unroll12 large_bert large_scan
+       large_unrolled large_unroll24 base_unrolled_rbg base_unrolled_cublaslt)
 [ $# -gt 0 ] && ORDER=("$@")
 for name in "${ORDER[@]}"; do
   args=${RUNS[$name]:?unknown run $name}
   if (( SECONDS - begin > ${DEADLINE:-540} )); then
     echo "== $name: skipped (past the ${DEADLINE:-540} s deadline)"; continue
   fi
-  echo "== $name: $B $args --json $out/$name.json"
-  env=()
+  echo "== $name: ${ENVS[$name]:-} $B $args --json $out/$name.json"
+  env=(${ENVS[$name]:-})
   # --compare hf puts PyTorch in the same process: leave it half the GPU's memory.
-  [[ $args == *"--compare hf"* ]] && env=(XLA_PYTHON_CLIENT_MEM_FRACTION=0.45)
+  [[ $args == *"--compare hf"* ]] && env+=(XLA_PYTHON_CLIENT_MEM_FRACTION=0.45)
   env "${env[@]}" timeout "${RUN_TIMEOUT:-240}" $B $args --json "$out/$name.json" \
     >"$out/$name.log" 2>&1
   echo "   exit $? after $((SECONDS - begin)) s"

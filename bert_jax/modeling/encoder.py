@@ -76,7 +76,7 @@ class Encoder(nn.Module):
         if c.scan_layers:
             stack = nn.scan(_ScannedBlock, variable_axes={"params": 0},
                             split_rngs={"params": True, "dropout": True},
-                            in_axes=nn.broadcast, length=c.num_layers)
+                            in_axes=nn.broadcast, length=c.num_layers, unroll=c.scan_unroll)
             x_BxLxH, _ = stack(c, deterministic, name="layers")(x_BxLxH, attention_mask)
             return x_BxLxH
         block_cls = _maybe_remat(TransformerBlock, c, scanned=False)
@@ -90,7 +90,7 @@ class Encoder(nn.Module):
             # Parameters are broadcast (closed over), not scanned; dropout differs per layer.
             stack = nn.scan(_ScannedBlock, variable_broadcast="params",
                             split_rngs={"params": False, "dropout": True},
-                            in_axes=nn.broadcast, length=c.num_layers)
+                            in_axes=nn.broadcast, length=c.num_layers, unroll=c.scan_unroll)
             x_BxLxH, _ = stack(c, deterministic, name="shared")(x_BxLxH, attention_mask)
             return x_BxLxH
         # The same bound module called num_layers times: one set of parameters, and a fresh

@@ -44,6 +44,7 @@ class BenchConfig:
     prng_impl: str = "threefry2x32"  # jax_default_prng_impl the caller set (recorded)
     remat: str = "none"
     scan_layers: bool = True  # nn.scan over layers (False: unrolled, one HLO block per layer)
+    scan_unroll: int = 1  # layers per scan iteration
     grad_accum: int = 1
     attention_impl: str = "xla"
     parallel: str = "pmap"
@@ -59,7 +60,7 @@ class BenchConfig:
         if self.model not in SIZES:
             raise ValueError(f"--model must be one of {list(SIZES)}, got {self.model!r}")
         return model_config_for(self.model, dtype=self.dtype, remat=self.remat,
-                                scan_layers=self.scan_layers,
+                                scan_layers=self.scan_layers, scan_unroll=self.scan_unroll,
                                 hidden_dropout=self.dropout,
                                 attention_dropout=(self.dropout if self.attention_dropout is None
                                                    else self.attention_dropout),

@@ -29,7 +29,8 @@ class HFStepTimer:
             vocab_size=model_cfg.vocab_size, hidden_size=model_cfg.hidden_size,
             num_hidden_layers=model_cfg.num_layers, num_attention_heads=model_cfg.num_heads,
             intermediate_size=model_cfg.intermediate_size, hidden_act="gelu",
-            hidden_dropout_prob=bench.dropout, attention_probs_dropout_prob=bench.dropout,
+            hidden_dropout_prob=model_cfg.hidden_dropout,
+            attention_probs_dropout_prob=model_cfg.attention_dropout,
             max_position_embeddings=model_cfg.max_position_embeddings,
             type_vocab_size=model_cfg.type_vocab_size, layer_norm_eps=model_cfg.layer_norm_eps)
         torch.manual_seed(bench.seed)
