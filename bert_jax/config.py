@@ -114,6 +114,10 @@ class ModelConfig:
     # losses always run in float32.
     dtype: str = "float32"
     param_dtype: str = "float32"
+    # The residual stream between LayerNorms (their outputs, and the sums they normalise).
+    # LayerNorm statistics are float32 either way; "bfloat16" halves the bytes the
+    # element-wise work moves, which is what bounds a GPU step after the matmuls.
+    residual_dtype: str = "float32"
     # nn.scan over layers: compile time independent of depth; params stacked on axis 0.
     scan_layers: bool = True
     # Layers per iteration of that scan (lax.scan's unroll): the parameter layout stays
@@ -177,7 +181,7 @@ class ModelConfig:
             rate = getattr(self, name)
             if not 0.0 <= rate < 1.0:
                 raise ConfigError(f"model.{name} must be in [0, 1), got {rate}")
-        for name in ("dtype", "param_dtype"):
+        for name in ("dtype", "param_dtype", "residual_dtype"):
             if getattr(self, name) not in _DTYPES:
                 raise ConfigError(f"model.{name} must be one of {_DTYPES}, got {getattr(self, name)!r}")
         for name, choices in (("remat", _REMAT), ("hidden_act", ACTIVATIONS),

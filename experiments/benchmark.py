@@ -32,6 +32,9 @@ flags.DEFINE_integer("seq_len", 128, "Tokens per sequence.")
 flags.DEFINE_integer("batch_size", 8, "Global batch (all devices).")
 flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"],
                   "Compute dtype (parameters, LayerNorm, softmax and loss stay float32).")
+flags.DEFINE_enum("residual_dtype", "float32", ["float32", "bfloat16"],
+                  "Residual stream between LayerNorms (model.residual_dtype); LayerNorm "
+                  "statistics stay float32.")
 flags.DEFINE_integer("steps", 10, "Timed steps of each timed function (after 2 untimed).")
 flags.DEFINE_string("json", None, "Write the result record here.")
 flags.DEFINE_enum("compare", "none", ["none", "hf", "layout"],
@@ -142,7 +145,8 @@ def main(argv):
         dtype=FLAGS.dtype, steps=FLAGS.steps, dropout=FLAGS.dropout,
         attention_dropout=attention_dropout, prng_impl=FLAGS.prng_impl, remat=FLAGS.remat,
         grad_accum=FLAGS.grad_accum, attention_impl=FLAGS.attention, parallel=FLAGS.parallel,
-        scan_layers=FLAGS.scan_layers, scan_unroll=FLAGS.scan_unroll)
+        scan_layers=FLAGS.scan_layers, scan_unroll=FLAGS.scan_unroll,
+        residual_dtype=FLAGS.residual_dtype)
     if FLAGS.seq_len > 512 or FLAGS.seq_len < 8:
         sys.exit(f"error: --seq_len must be in [8, 512] (BERT's positions), got {FLAGS.seq_len}")
     try:

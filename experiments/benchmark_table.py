@@ -14,12 +14,13 @@ def row(name: str, r: dict) -> str:
     adrop = r.get("attention_dropout")
     adrop = drop if adrop is None else adrop
     layout = "scan" if r.get("scan_layers", True) else "unrolled"
-    cells = [name, r["model"], str(r["seq_len"]), str(r["batch_size"]), r["dtype"], attn,
+    dtype = r["dtype"] + (" (bf16 residual)" if r.get("residual_dtype") == "bfloat16" else "")
+    cells = [name, r["model"], str(r["seq_len"]), str(r["batch_size"]), dtype, attn,
              f"{drop:g}/{adrop:g}", r.get("prng_impl", "threefry2x32"), layout,
              f"{r['compile_time_s']:.1f}", f"{r['step_time_ms']:.1f}",
              f"{r['tokens_per_sec']:,.0f}", f"{100 * r['mfu']:.1f}%",
              f"{r['peak_flops'] / 1e12:.3g}", f"{r['peak_memory_bytes'] / 2**30:.1f}"]
-    extra = []
+    extra = [f"XLA_FLAGS={r['xla_flags']}"] if r.get("xla_flags") else []
     if "speedup_vs_hf" in r:
         extra.append(f"HF {r['hf_step_time_ms']:.1f} ms, {r['hf_tokens_per_sec']:,.0f} tok/s: "
                      f"{r['speedup_vs_hf']:.2f}x")

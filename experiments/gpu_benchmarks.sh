@@ -18,6 +18,8 @@ B="$PY -m experiments.benchmark"
 BASE="--model base --seq_len 128 --batch_size 256 --dtype bfloat16 --steps 20"
 LARGE="--model large --seq_len 512 --batch_size 32 --dtype bfloat16 --steps 10"
 FAST="--attention cudnn --attention_dropout 0"
+BF="--residual_dtype bfloat16 --prng_impl rbg"
+CMDBUF="XLA_FLAGS=--xla_gpu_enable_command_buffer=+WHILE,+CONDITIONAL"
 declare -A RUNS=(
   # BERT's recipe as published: dropout 0.1 everywhere, explicit attention; vs transformers.
   [base_bert]="$BASE --compare hf --rounds 2"
@@ -29,16 +31,29 @@ declare -A RUNS=(
   [base_unroll12]="$BASE $FAST --scan_unroll 12 --steps 10"
   [base_unrolled_rbg]="$BASE $FAST --noscan_layers --prng_impl rbg --steps 10"
   [base_unrolled_cublaslt]="$BASE $FAST --noscan_layers --steps 10"
+  # The scan's loop inside a CUDA graph (command buffers for while/conditional).
+  [base_scan_cmdbuf]="$BASE $FAST --steps 10"
+  # A bfloat16 residual stream and RngBitGenerator dropout bits.
+  [base_unrolled_bf16res]="$BASE $FAST --noscan_layers --residual_dtype bfloat16 --steps 10"
+  [base_unrolled_bf]="$BASE $FAST --noscan_layers $BF --steps 10"
+  [base_scan_cmdbuf_bf]="$BASE $FAST $BF --steps 10"
   [large_bert]="$LARGE"
   [large_scan]="$LARGE $FAST --compare layout --rounds 2"
   [large_unrolled]="$LARGE $FAST --noscan_layers"
   [large_unroll24]="$LARGE $FAST --scan_unroll 24"
+  [large_unrolled_bf]="$LARGE $FAST --noscan_layers $BF"
+  [large_scan_cmdbuf_bf]="$LARGE $FAST $BF"
 )
 declare -A ENVS=(
   [base_unrolled_cublaslt]="XLA_FLAGS=--xla_gpu_enable_cublaslt=true"
+  [base_scan_cmdbuf]=$CMDBUF
+  [base_scan_cmdbuf_bf]=$CMDBUF
+  [large_scan_cmdbuf_bf]=$CMDBUF
 )
 ORDER=(base_bert base_scan base_unrolled base_unrolled_hf base_unroll12 large_bert large_scan
-       large_unrolled large_unroll24 base_unrolled_rbg base_unrolled_cublaslt)
+       large_unrolled large_unroll24 base_unrolled_rbg base_unrolled_cublaslt base_scan_cmdbuf
+       base_unrolled_bf16res base_unrolled_bf large_unrolled_bf large_scan_cmdbuf_bf
+       base_scan_cmdbuf_bf)
 [ $# -gt 0 ] && ORDER=("$@")
 for name in "${ORDER[@]}"; do
   args=${RUNS[$name]:?unknown run $name}

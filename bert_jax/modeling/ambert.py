@@ -142,8 +142,9 @@ class AmbertForPreTraining(nn.Module):
                                               deterministic=deterministic)
         fine_BxLxH, coarse_BxLxH = self._encode(fine_BxLxH, attention_mask, coarse_BxLxH,
                                                 coarse["attention_mask"], deterministic)
-        out = {"last_hidden_state": fine_BxLxH, "last_hidden_state_fine": fine_BxLxH,
-               "last_hidden_state_coarse": coarse_BxLxH,
+        f32 = lambda x: x.astype(jnp.float32)  # any residual_dtype
+        out = {"last_hidden_state": f32(fine_BxLxH), "last_hidden_state_fine": f32(fine_BxLxH),
+               "last_hidden_state_coarse": f32(coarse_BxLxH),
                "coarse_attention_mask": coarse["attention_mask"], "coarse_index": coarse["index"]}
         if c.pooler:
             coarse_pooler = self.coarse_pooler if c.ambert_variant == "combo" else self.pooler

@@ -60,7 +60,7 @@ def _maybe_remat(block_cls, config: ModelConfig, *, scanned: bool):
 
 
 class Encoder(nn.Module):
-    """[B, L, H] float32 -> [B, L, H] float32 through `num_layers` post-LN blocks.
+    """[B, L, H] -> [B, L, H] (config.residual_dtype) through `num_layers` post-LN blocks.
 
     Handles share_layers "none" and "all"; partial sharing is `make_encoder`'s wrapper
     around this class.

@@ -2,8 +2,9 @@
 
 Shape letters: B batch, L sequence, H hidden, N heads, D head dim, I feed-forward width,
 V vocabulary. Parameters are stored in `config.param_dtype`; matmuls run in `config.dtype`;
-LayerNorm and softmax always run in float32 and the residual stream leaves LayerNorm in
-float32. Parameter names follow the released BERT checkpoints so converters stay simple.
+LayerNorm statistics and softmax always run in float32; the residual stream (LayerNorm's
+output and the sums it normalises) is `config.residual_dtype`, float32 by default.
+Parameter names follow the released BERT checkpoints so converters stay simple.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ def _init(config: ModelConfig):
 
 def layer_norm(config: ModelConfig, name: str) -> nn.LayerNorm:
     # The exact two-pass variance: the fast E[x^2]-E[x]^2 form costs parity with references.
-    return nn.LayerNorm(epsilon=config.layer_norm_eps, dtype=jnp.float32,
+    return nn.LayerNorm(epsilon=config.layer_norm_eps, dtype=config.residual_dtype,
                         param_dtype=config.param_dtype, use_fast_variance=False, name=name)
 
 
@@ -100,7 +101,7 @@ class Embeddings(nn.Module):
     def __call__(self, input_ids_BxL, token_type_ids_BxL, attention_mask_BxL=None, *,
                  deterministic: bool, pack_ids_BxL=None):
         """int [B, L] ids (and mask, needed only with a position offset; pack ids of packed
-        rows, see packed_attention_mask) -> float32 [B, L, H]."""
+        rows, see packed_attention_mask) -> [B, L, H] in config.residual_dtype."""
         if attention_mask_BxL is None:
             attention_mask_BxL = jnp.ones_like(input_ids_BxL)
         positions_BxL = self.positions(attention_mask_BxL, input_ids_BxL.shape[-1],
@@ -112,7 +113,7 @@ class Embeddings(nn.Module):
         x_BxLxE = self.dropout(x_BxLxE, deterministic=deterministic)
         if not self.config.embedding_size:
             return x_BxLxE
-        return self.embedding_projection(x_BxLxE).astype(jnp.float32)
+        return self.embedding_projection(x_BxLxE).astype(self.config.residual_dtype)
 
     def attend(self, x_BxPxE):
         """Logits against the (tied) word embedding table: [..., E] -> [..., V] in dtype."""
@@ -200,8 +201,8 @@ class TransformerBlock(nn.Module):
         attn_BxLxH = SelfAttention(c, name="attention")(x_BxLxH, attention_mask,
                                                         deterministic=deterministic)
         x_BxLxH = layer_norm(c, "attention_LayerNorm")(
-            x_BxLxH + drop(attn_BxLxH, deterministic=deterministic).astype(jnp.float32))
+            x_BxLxH + drop(attn_BxLxH, deterministic=deterministic).astype(c.residual_dtype))
         h_BxLxI = activation(c)(dense(c, c.intermediate_size, "intermediate")(x_BxLxH))
         h_BxLxH = dense(c, c.hidden_size, "output")(h_BxLxI)
         return layer_norm(c, "output_LayerNorm")(
-            x_BxLxH + drop(h_BxLxH, deterministic=deterministic).astype(jnp.float32))
+            x_BxLxH + drop(h_BxLxH, deterministic=deterministic).astype(c.residual_dtype))

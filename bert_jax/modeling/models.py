@@ -58,7 +58,7 @@ class BertForPreTraining(nn.Module):
                                   deterministic=deterministic, pack_ids_BxL=pack_ids)
         mask = attention_mask if pack_ids is None else packed_attention_mask(pack_ids)
         x_BxLxH = self.encoder(x_BxLxH, mask, deterministic=deterministic)
-        out = {"last_hidden_state": x_BxLxH}
+        out = {"last_hidden_state": x_BxLxH.astype(jnp.float32)}  # any residual_dtype
         if self.config.pooler:
             out["pooled_output"] = self.pooler(x_BxLxH)
         if self.config.mlm_head:

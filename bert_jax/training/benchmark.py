@@ -45,6 +45,7 @@ class BenchConfig:
     remat: str = "none"
     scan_layers: bool = True  # nn.scan over layers (False: unrolled, one HLO block per layer)
     scan_unroll: int = 1  # layers per scan iteration
+    residual_dtype: str = "float32"  # the residual stream between LayerNorms
     grad_accum: int = 1
     attention_impl: str = "xla"
     parallel: str = "pmap"
@@ -61,6 +62,7 @@ class BenchConfig:
             raise ValueError(f"--model must be one of {list(SIZES)}, got {self.model!r}")
         return model_config_for(self.model, dtype=self.dtype, remat=self.remat,
                                 scan_layers=self.scan_layers, scan_unroll=self.scan_unroll,
+                                residual_dtype=self.residual_dtype,
                                 hidden_dropout=self.dropout,
                                 attention_dropout=(self.dropout if self.attention_dropout is None
                                                    else self.attention_dropout),

@@ -27,7 +27,11 @@ import glob
 import os
 import re
 
-CATEGORIES = ("matmul", "layout copy", "dropout RNG", "other")
+CATEGORIES = ("matmul", "fused attention", "layout copy", "dropout RNG", "other")
+# Library kernels with no HLO instruction of their name (GPU): cuBLAS/cuBLASLt/CUTLASS
+# matmuls, and cuDNN's fused attention (jax.nn.dot_product_attention, implementation="cudnn").
+_LIBRARY_KERNELS = (("matmul", re.compile(r"nvjet|gemm|xmma|cutlass|cublas", re.I)),
+                    ("fused attention", re.compile(r"sdpa|flash|fmha|cudnn", re.I)))
 _SKIP = ("ThunkExecutor", "Await", "$")  # executor bookkeeping and Python frames
 _CONTAINERS = ("while", "call", "conditional")
 
@@ -35,11 +39,14 @@ _CONTAINERS = ("while", "call", "conditional")
 def _instructions(hlo_text: str) -> dict[str, tuple[str, str, str]]:
     """HLO instruction name -> (shape, opcode, op_name metadata)."""
     out = {}
-    for m in re.finditer(r"^\s*(?:ROOT )?%([\w.\-]+) = (\S+) ([\w\-]+)\((.*?)\)(.*)$",
+    # Shapes may be tuples with spaces (multi-output fusions): lazily up to " opcode(".
+    for m in re.finditer(r"^\s*(?:ROOT )?%([\w.\-]+) = (.+?) ([\w\-]+)\((.*?)\)(.*)$",
                          hlo_text, re.M):
         name, shape, opcode, _, rest = m.groups()
         op_name = re.search(r'op_name="([^"]+)"', rest)
         out[name] = (shape, opcode, op_name.group(1) if op_name else "")
+        # GPU kernels are named after their fusion with "." and "-" made "_".
+        out.setdefault(re.sub(r"[.\-]", "_", name), out[name])
     return out
 
 
@@ -53,6 +60,7 @@ def _fused_roots(hlo_text: str) -> dict[str, str]:
     calls = {}
     for m in re.finditer(r"%([\w.\-]+) = \S+ fusion\(.*?calls=%([\w.\-]+)", hlo_text):
         calls[m.group(1)] = roots.get(m.group(2), "")
+        calls.setdefault(re.sub(r"[.\-]", "_", m.group(1)), calls[m.group(1)])
     return calls
 
 
@@ -88,8 +96,12 @@ def _gpu_line_events(plane, names):
             continue
         for event in line.events:
             op = next((_stat_value(plane, st) for st in event.stats
-                       if st.metadata_id in hlo_op), None)
-            yield op or names.get(event.metadata_id, "?"), event.duration_ps
+                       if st.metadata_id in hlo_op), "")
+            if not op or op.startswith("command_buffer"):
+                # Kernels replayed from a CUDA graph carry the graph's name: name them by
+                # the kernel, which for XLA's own kernels is the fusion's HLO name.
+                op = names.get(event.metadata_id, "?")
+            yield op, event.duration_ps
 
 
 def read_events(trace_dir: str) -> collections.Counter:
@@ -132,7 +144,13 @@ def summarize_trace(trace_dir: str, hlo_text: str, steps: int) -> dict:
     by_category = collections.Counter({c: 0.0 for c in CATEGORIES})
     by_op = collections.Counter()
     for name, ps in events.items():
-        if name not in instructions:  # host-side events (transfers, Python)
+        if name not in instructions:
+            cat = next((c for c, pattern in _LIBRARY_KERNELS if pattern.search(name)), None)
+            if cat is None:  # host-side events (transfers, Python)
+                continue
+            ms = ps / 1e9 / steps
+            by_category[cat] += ms
+            by_op[(cat, "", name[:80])] += ms
             continue
         shape, opcode, op_name = instructions[name]
         if opcode in _CONTAINERS:  # their body's ops have events of their own
