@@ -43,6 +43,9 @@ declare -A RUNS=(
   [large_unroll24]="$LARGE $FAST --scan_unroll 24"
   [large_unrolled_bf]="$LARGE $FAST --noscan_layers $BF"
   [large_scan_cmdbuf_bf]="$LARGE $FAST $BF"
+  # Scanned layout (stacked parameters), 4 layers per loop iteration.
+  [base_unroll4_bf]="$BASE $FAST $BF --scan_unroll 4 --steps 10"
+  [large_unroll4_bf]="$LARGE $FAST $BF --scan_unroll 4"
 )
 declare -A ENVS=(
   [base_unrolled_cublaslt]="XLA_FLAGS=--xla_gpu_enable_cublaslt=true"
@@ -53,7 +56,7 @@ declare -A ENVS=(
 ORDER=(base_bert base_scan base_unrolled base_unrolled_hf base_unroll12 large_bert large_scan
        large_unrolled large_unroll24 base_unrolled_rbg base_unrolled_cublaslt base_scan_cmdbuf
        base_unrolled_bf16res base_unrolled_bf large_unrolled_bf large_scan_cmdbuf_bf
-       base_scan_cmdbuf_bf)
+       base_scan_cmdbuf_bf large_unroll4_bf base_unroll4_bf)
 [ $# -gt 0 ] && ORDER=("$@")
 for name in "${ORDER[@]}"; do
   args=${RUNS[$name]:?unknown run $name}
