@@ -104,3 +104,39 @@ def test_compare_hf_times_transformers_too(tmp_path):
     assert len(r["hf_step_time_ms_all"]) == 2 and r["hf_tokens_per_sec"] > 0
     assert r["speedup_vs_hf"] == pytest.approx(r["hf_step_time_ms"] / r["step_time_ms"])
     assert "bert_jax / transformers" in run.stdout
+
+
+@pytest.mark.parametrize("overlap", [True, False])
+def test_timed_steps_queue_the_next_step_before_reading_the_loss(overlap):
+    """As the training loop runs: step i+1 is dispatched before step i's loss is read
+    (overlap), or strictly one after the other; one time per step, summing to the wall."""
+    import time
+
+    from bert_jax.training.benchmark import timed_steps
+
+    log = []
+
+    class Loss:
+        def __init__(self, i):
+            self.i = i
+
+        def __float__(self):
+            log.append(("read", self.i))
+            time.sleep(0.01)
+            return 0.0
+
+    def dispatch():
+        i = sum(1 for e in log if e[0] == "dispatch")
+        log.append(("dispatch", i))
+        return Loss(i)
+
+    t0 = time.perf_counter()
+    times = timed_steps(dispatch, 4, overlap=overlap)
+    wall = time.perf_counter() - t0
+    assert len(times) == 4 and min(times) > 0
+    assert sum(times) == pytest.approx(wall, rel=0.05)
+    order = [e for e in log]
+    for i in range(3):
+        before = order.index(("dispatch", i + 1)) < order.index(("read", i))
+        assert before == overlap
+    assert [e for e in log if e[0] == "dispatch"] == [("dispatch", i) for i in range(4)]

@@ -159,6 +159,9 @@ def test_run_config_of_another_family_validates():
     (dict(sentence_order=True, next_sentence=False, pooler=False),
      r"model\.sentence_order needs model\.pooler"),
     (dict(family="gpt"), r"model\.family must be one of"),
+    (dict(residual_dtype="float64"), r"model\.residual_dtype must be one of"),
+    (dict(scan_unroll=0), r"model\.scan_unroll must be in \[1, num_layers=12\], got 0"),
+    (dict(scan_unroll=13), r"model\.scan_unroll must be in \[1, num_layers=12\], got 13"),
 ])
 def test_bad_family_fields_are_named(fields, message):
     import dataclasses

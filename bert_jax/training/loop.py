@@ -105,7 +105,7 @@ RESUME_MAY_CHANGE = frozenset({
     "train.eval_batch_size", "train.checkpoint_every", "train.max_to_keep", "train.plots",
     "train.fill_in_examples", "train.nonfinite", "train.init_from", "train.parallel",
     "data.tfds_data_dir", "data.cache_dir", "data.worker_count", "model.remat",
-    "train.grad_accum_steps", "model.attention_impl",
+    "train.grad_accum_steps", "model.attention_impl", "model.scan_unroll",
 })
 
 

@@ -65,7 +65,7 @@ def test_init_is_normal_002_and_tied_decoder():
 
 
 @pytest.mark.parametrize("overrides", [dict(scan_layers=False), dict(remat="full"),
-                                       dict(remat="dots")])
+                                       dict(remat="dots"), dict(scan_unroll=2)])
 def test_layer_variants_match_scanned(overrides):
     """Unrolled and remat'ed stacks compute the same function as the scanned one."""
     model, params = _model()
@@ -115,3 +115,28 @@ def test_bfloat16_compute_keeps_float32_params_and_outputs():
     ref = _apply(ref_model, params, b["input_ids"], b["attention_mask"],
                           b["token_type_ids"])
     np.testing.assert_allclose(out["last_hidden_state"], ref["last_hidden_state"], atol=0.1)
+
+
+def test_bfloat16_residual_stream():
+    """model.residual_dtype=bfloat16: LayerNorm outputs (the residual stream) are bf16, the
+    model's outputs and parameters stay float32, and the result is within bf16 rounding of
+    the float32-residual model; the default keeps the stream float32."""
+    b = synthetic.batch(batch_size=2, seq_len=16)
+    args = (b["input_ids"], b["attention_mask"], b["token_type_ids"])
+    ref_model, params = _model(dtype="bfloat16", scan_layers=False)
+    model, _ = _model(dtype="bfloat16", scan_layers=False, residual_dtype="bfloat16")
+
+    def layer_norm_dtypes(m):
+        _, state = m.apply({"params": params}, *args, capture_intermediates=True,
+                           mutable=["intermediates"])
+        block = state["intermediates"]["encoder"]["layer_1"]
+        return {block[name]["__call__"][0].dtype
+                for name in ("attention_LayerNorm", "output_LayerNorm")}
+
+    assert layer_norm_dtypes(model) == {jnp.dtype(jnp.bfloat16)}
+    assert layer_norm_dtypes(ref_model) == {jnp.dtype(jnp.float32)}
+    out, ref = _apply(model, params, *args), _apply(ref_model, params, *args)
+    assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(out))
+    for key in ("last_hidden_state", "mlm_logits"):
+        err = np.linalg.norm(out[key] - ref[key]) / np.linalg.norm(ref[key])
+        assert 0 < err < 2e-2, (key, err)

@@ -41,3 +41,63 @@ def test_summary_of_a_real_trace_finds_the_matmul(tmp_path):
     assert cats["matmul"] > 0 and cats["matmul"] >= cats["other"]
     assert cats["dropout RNG"] == 0
     assert summary["top"][0][1] == "matmul"
+
+
+def _gpu_xspace(path):
+    """A GPU trace as jax.profiler writes it: kernels on a stream line, those replayed from
+    a CUDA graph tagged with the graph's name rather than their HLO op."""
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    space = xplane_pb2.XSpace()
+    gpu = space.planes.add(name="/device:GPU:0")
+    gpu.stat_metadata[1].name = "hlo_op"
+    gpu.stat_metadata[1].id = 1
+    stream = gpu.lines.add(name="Stream #14(Memset,Compute)")
+    kernels = [  # kernel name, hlo_op stat, microseconds
+        ("loop_add_fusion_3", "command_buffer_1", 30),  # XLA fusion inside a CUDA graph
+        ("nvjet_sm90_tst_128x128_64x6_2x1_v_bz_TNT", "command_buffer_1", 50),  # cuBLAS
+        ("cudnn_generated_fort_native_sdpa_sm90_flash_fprop", "command_buffer_1", 20),
+        ("gemm_kernel_launched_op_by_op", "dot.5", 40),  # outside a graph: its HLO op
+        ("MemcpyD2H", "", 7),  # no instruction, no library kernel: left out
+    ]
+    for i, (name, op, us) in enumerate(kernels, start=1):
+        gpu.event_metadata[i].name = name
+        gpu.event_metadata[i].id = i
+        event = stream.events.add(metadata_id=i, duration_ps=us * 1_000_000)
+        if op:
+            event.stats.add(metadata_id=1, str_value=op)
+    host = space.planes.add(name="/host:CPU")  # host threads: not device time on a GPU
+    host.event_metadata[1].name = "dot.5"
+    host.lines.add(name="pjrt").events.add(metadata_id=1, duration_ps=10**12)
+    path.mkdir(parents=True)
+    (path / "vm.xplane.pb").write_bytes(space.SerializeToString())
+
+
+def test_gpu_trace_names_graph_kernels_and_library_kernels(tmp_path):
+    _gpu_xspace(tmp_path / "plugins" / "profile" / "2026_01_01")
+    hlo = "\n".join([
+        "ENTRY %main () -> f32[] {",
+        '  %loop_add_fusion.3 = (f32[8]{0}, bf16[8]{0}) fusion(%p), kind=kLoop, '
+        'calls=%fused_add, metadata={op_name="jit(f)/layer_1/add"}',
+        '  %dot.5 = f32[8,8]{1,0} dot(%a, %b), metadata={op_name="jit(f)/dot_general"}',
+        "}"])
+    summary = profile.summarize_trace(str(tmp_path), hlo, steps=2)
+    cats = summary["categories"]
+    # Per step: 50 us cuBLAS + 40 us dot.5 matmul; 20 us cuDNN; 30 us the add fusion.
+    assert cats["matmul"] == pytest.approx(0.045)
+    assert cats["fused attention"] == pytest.approx(0.010)
+    assert cats["other"] == pytest.approx(0.015)
+    assert sum(cats.values()) == pytest.approx(0.070)  # the memcpy and host events left out
+    top = {op: (cat, shape) for _, cat, shape, op in summary["top"]}
+    assert top["layer_*/add"] == ("other", "(f32[8]{0}, bf16[8]{0})")
+
+
+def test_profile_cli_summarises_a_saved_trace(tmp_path, capsys):
+    _gpu_xspace(tmp_path / "plugins" / "profile" / "2026_01_01")
+    with pytest.raises(SystemExit, match="no step.hlo.txt"):
+        profile.main([str(tmp_path)])
+    (tmp_path / profile.HLO_FILE).write_text(
+        '  %dot.5 = f32[8,8]{1,0} dot(%a, %b), metadata={op_name="jit(f)/dot_general"}\n')
+    profile.main([str(tmp_path), "--steps", "1"])
+    out = capsys.readouterr().out
+    assert "matmul" in out and "fused attention" in out and "largest ops:" in out
