@@ -349,6 +349,36 @@ def default_pretrain_config() -> ml_collections.ConfigDict:
     return c
 
 
+# The model settings of the fastest GPU step measured (BENCHMARKS.md, H100, bf16): bf16
+# matmuls and residual stream (LayerNorm statistics, softmax and losses stay float32),
+# cuDNN's fused attention, which has no attention dropout (as MosaicBERT trains), and
+# unrolled layers (1.3-1.4x the scanned step there, at twice the compile time).
+GPU_MODEL_SETTINGS = {"dtype": "bfloat16", "residual_dtype": "bfloat16",
+                      "attention_impl": "cudnn", "attention_dropout": 0.0,
+                      "scan_layers": False}
+CONFIG_VARIANTS = ("gpu",)
+
+
+def apply_variant(config: ml_collections.ConfigDict, variant: str) -> ml_collections.ConfigDict:
+    """A pretraining config file's `:variant` (configs/pretrain/bert_base.py:gpu): "" leaves
+    the config as the paper gives it; "gpu" takes GPU_MODEL_SETTINGS."""
+    if variant and variant not in CONFIG_VARIANTS:
+        raise ConfigError(f"unknown config variant {variant!r}: this config file takes "
+                          f"{', '.join(':' + v for v in CONFIG_VARIANTS)} or nothing")
+    if variant == "gpu":
+        for name, value in GPU_MODEL_SETTINGS.items():
+            config.model[name] = value
+    return config
+
+
+def check_platform(model: ModelConfig, platform: str) -> None:
+    """Refuses settings the backend JAX runs on ("cpu", "gpu", "tpu") cannot run, before
+    anything compiles."""
+    if model.attention_impl == "cudnn" and platform != "gpu":
+        raise ConfigError(f"model.attention_impl=cudnn needs an NVIDIA GPU, and JAX runs on "
+                          f"{platform} here; set model.attention_impl=xla")
+
+
 def validate(config: ml_collections.ConfigDict, *, num_devices: int, process_count: int = 1,
              tokenizer_vocab_size: int | None = None,
              coarse_vocab_size: int | None = None) -> ModelConfig:

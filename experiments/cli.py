@@ -30,7 +30,11 @@ def parse_flags(argv):
     except (AttributeError, KeyError) as err:  # ... with --config given, here
         _unknown_field(err)
     except flags.Error as err:
-        sys.exit(f"error: {err}\nPass --helpfull to see the flags.")
+        message = str(err).strip()
+        if "Traceback (most recent call last)" in message:  # a config file's get_config raised
+            cause = message.splitlines()[-1].split(": ", 1)[-1]
+            message = f"{message.splitlines()[0]} {cause}"
+        sys.exit(f"error: {message}\nPass --helpfull to see the flags.")
 
 
 def quiet_libraries():

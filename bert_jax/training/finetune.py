@@ -35,7 +35,7 @@ import orbax.checkpoint as ocp
 from flax import traverse_util
 
 from bert_jax import config as config_lib
-from bert_jax.config import ConfigError
+from bert_jax.config import ConfigError, check_platform
 from bert_jax.data import tasks as tasks_lib
 from bert_jax.data.tokenizer import Tokenizer, load_tokenizer
 from bert_jax.metrics.progress import ProgressBar
@@ -201,6 +201,7 @@ def finetune(config, workdir: str) -> dict[str, float]:
     tokenizer = _tokenizer(config, pretrained)
     fc.validate(config, task, model_cfg, num_devices=jax.device_count(),
                 tokenizer_vocab_size=tokenizer.vocab_size)
+    check_platform(model_cfg, jax.default_backend())
     tc = config.train
     checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), max_to_keep=tc.max_to_keep)
     if checkpointer.latest_step() is not None:  # before config.json is overwritten

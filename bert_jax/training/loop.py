@@ -158,6 +158,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
         raise config_lib.ConfigError(
             f"train.init_from={tc.init_from!r} does not exist; give a Hugging Face directory, "
             "a Google TF checkpoint prefix (model.ckpt-N) or a bert_jax workdir/export.")
+    config_lib.check_platform(config_lib.model_config_from(config.model), jax.default_backend())
     tokenizer = load_tokenizer(config.data.vocab_path, config.data.lowercase)
     coarse_vocab = load_coarse_vocab(config.data, tokenizer)  # AMBERT's phrases, or None
     model_cfg = config_lib.validate(

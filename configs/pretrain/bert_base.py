@@ -9,12 +9,16 @@ last 10% at 512 with 80 predictions (--config.data.max_seq_len=512
 Corpus: English Wikipedia through TFDS (`wikipedia/20230601.en`, needs the internet to
 build once). BookCorpus, the paper's other half, is not in TFDS. The vocabulary is Google's
 uncased 30,522-piece vocab.txt from the released BERT checkpoints.
+
+`--config configs/pretrain/bert_base.py:gpu` takes the fastest settings measured on a GPU
+(bert_jax.config.GPU_MODEL_SETTINGS: bf16, cuDNN attention without attention dropout,
+unrolled layers; BENCHMARKS.md).
 """
 
-from bert_jax.config import default_pretrain_config, model_config_dict
+from bert_jax.config import apply_variant, default_pretrain_config, model_config_dict
 
 
-def get_config():
+def get_config(variant: str = ""):
     config = default_pretrain_config()
     config.model = model_config_dict("base", vocab_size=30522)
     config.data.corpus = "wikipedia/20230601.en"  # TFDS name; its text feature is "text"
@@ -27,5 +31,5 @@ def get_config():
     config.train.log_every = 1000
     config.train.eval_every = 10_000
     config.train.checkpoint_every = 10_000
-    return config
+    return apply_variant(config, variant)
 

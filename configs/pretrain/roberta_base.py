@@ -8,12 +8,16 @@ dynamic masking), Adam(b1 0.9, b2 0.98, eps 1e-6, weight decay 0.01), peak learn
 Corpus: the paper's 160 GB (BookCorpus, CC-News, OpenWebText, Stories) is not in TFDS;
 English Wikipedia (`wikipedia/20230601.en`) stands in. The tokenizer is the `tokenizer.json`
 of a released RoBERTa (e.g. Hugging Face `roberta-base`), downloaded beside the run.
+
+`--config configs/pretrain/roberta_base.py:gpu` takes the fastest settings measured on a GPU
+(bert_jax.config.GPU_MODEL_SETTINGS: bf16, cuDNN attention without attention dropout,
+unrolled layers; BENCHMARKS.md).
 """
 
-from bert_jax.config import default_pretrain_config, model_config_dict
+from bert_jax.config import apply_variant, default_pretrain_config, model_config_dict
 
 
-def get_config():
+def get_config(variant: str = ""):
     config = default_pretrain_config()
     config.model = model_config_dict("base", family="roberta")
     config.data.corpus = "wikipedia/20230601.en"
@@ -34,4 +38,4 @@ def get_config():
     config.train.log_every = 1000
     config.train.eval_every = 10_000
     config.train.checkpoint_every = 10_000
-    return config
+    return apply_variant(config, variant)
