@@ -186,3 +186,24 @@ def test_packed_documents_needs_single_segment_rows_and_no_coarse_tokens():
     config.data.sentence_task, config.data.packing = "none", "packed_documents"
     with pytest.raises(ConfigError, match=r"packed_documents' is not supported with AMBERT"):
         validate(config, num_devices=1)
+
+
+@pytest.mark.parametrize("name", ["bert_base", "bert_large", "roberta_base", "roberta_large"])
+def test_gpu_variant_of_the_pretraining_configs(name):
+    """`configs/pretrain/<name>.py:gpu` is the paper's config with GPU_MODEL_SETTINGS only."""
+    import importlib
+
+    from bert_jax.config import GPU_MODEL_SETTINGS, model_config_from
+
+    module = importlib.import_module(f"configs.pretrain.{name}")
+    plain, gpu = module.get_config(), module.get_config("gpu")
+    model = model_config_from(gpu.model)
+    for field, value in GPU_MODEL_SETTINGS.items():
+        assert getattr(model, field) == value
+    assert model_config_from(plain.model).attention_impl == "xla"
+    changed = {k for k in plain.model if plain.model[k] != gpu.model[k]}
+    assert changed == set(GPU_MODEL_SETTINGS) - {k for k, v in GPU_MODEL_SETTINGS.items()
+                                                 if plain.model[k] == v}
+    assert plain.train.to_dict() == gpu.train.to_dict() and plain.data == gpu.data
+    with pytest.raises(ConfigError, match="unknown config variant 'tpu'"):
+        module.get_config("tpu")

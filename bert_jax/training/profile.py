@@ -70,8 +70,10 @@ def category(name: str, opcode: str, op_name: str, root: str = "") -> str:
     if "_bernoulli" in op_name or "_uniform" in op_name or "threefry" in op_name or (
             "random_bits" in op_name) or opcode == "rng-bit-generator":
         return "dropout RNG"
+    moves = r"(copy|transpose|dynamic[-_]update[-_]slice|dynamic[-_]slice)"
+    # op_name's last part: its first ones say "transpose(jvp(...))" for every backward op.
     if opcode in ("copy", "transpose", "dynamic-slice", "dynamic-update-slice") or re.search(
-            r"(copy|transpose|dynamic-update-slice|dynamic-slice)", name):
+            moves, name) or re.fullmatch(moves, op_name.rsplit("/", 1)[-1]):
         return "layout copy"
     return "other"
 

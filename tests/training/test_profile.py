@@ -21,6 +21,11 @@ def test_category_rules():
     assert profile.category("broadcast_add_fusion", "fusion",
                             "jit(f)/Dropout_0/jit(_bernoulli)/jit(_uniform)/add") == "dropout RNG"
     assert profile.category("add_select_fusion", "fusion", "jit(f)/add") == "other"
+    # GPU fusion names use "_"; a backward op's op_name starts "transpose(jvp(": not a copy.
+    assert profile.category("fusion.12", "fusion",
+                            "jit(f)/while/body/dynamic_update_slice") == "layout copy"
+    assert profile.category("loop_add_fusion", "fusion",
+                            "transpose(jvp(f))/layer_1/add") == "other"
 
 
 def test_summary_of_a_real_trace_finds_the_matmul(tmp_path):
