@@ -97,14 +97,18 @@ def _profile(timer, trace_dir: str, result: dict, steps: int = 3) -> None:
 
 
 def _alternate(timers: dict, steps: int, rounds: int) -> dict[str, list[float]]:
-    """Runs each timer's steps in `rounds` interleaved rounds (2 untimed steps first), so
-    machine noise hits every contender alike."""
+    """Runs each timer's steps in `rounds` interleaved rounds (2 untimed steps first, and one
+    at the start of each turn), so machine noise hits every contender alike."""
     for timer in timers.values():
         timer.run(2)
     per_round = max(1, -(-steps // rounds))
     times = {name: [] for name in timers}
     for _ in range(rounds):
         for name, timer in timers.items():
+            if rounds > 1:
+                # The first step after another framework's turn runs slow on a CPU (1-1.7 s
+                # more for BERT-base after transformers' steps): each turn starts untimed.
+                timer.run(1)
             times[name] += timer.run(per_round)
     return times
 
