@@ -1,19 +1,24 @@
 """Where a compiled step spends its time: a profiler trace summarised by HLO op.
 
 `summarize_trace` reads the XSpace file that `jax.profiler.trace` writes and adds up the
-device-side events (on a CPU: the XLA thread pool's events) by the HLO instruction each one
-ran, then by what that instruction computes, from the compiled module's `op_name` metadata:
+device-side events (on a GPU: the kernels of its streams; on a CPU: the XLA thread pool's
+events) by the HLO instruction each one ran, then by what that instruction computes, from
+the compiled module's `op_name` metadata:
 
-  matmul        dot products (dense layers, attention, the MLM decoder), fused or not
-  layout copy   copies, transposes and dynamic (update-)slices: moving data, no arithmetic
-  dropout RNG   random-bit generation for dropout masks
-  other         everything else: element-wise fusions, reductions, softmax, LayerNorm,
-                the optimizer, collectives
+  matmul           dot products (dense layers, attention, the MLM decoder), fused or not,
+                   and cuBLAS/CUTLASS kernels
+  fused attention  cuDNN's attention kernels (model.attention_impl="cudnn")
+  layout copy      copies, transposes and dynamic (update-)slices: moving data, no arithmetic
+  dropout RNG      random-bit generation for dropout masks
+  other            everything else: element-wise fusions, reductions, softmax, LayerNorm,
+                   the optimizer, collectives
 
-Times are summed over threads, so the total is not the steps' wall time (above it when
-ops overlap, below it when threads idle); the shares are what compare. Reading the trace needs the XPlane protobuf
-module that TensorFlow ships (requirements.txt); without it (a bare accelerator image) the
-trace and the compiled module's text (`step.hlo.txt`) are written, and
+Times are summed over threads (or streams), so the total is not the steps' wall time (above
+it when ops overlap, below it when threads idle); the shares are what compare. XLA runs a
+GPU step op by op while it is traced (no CUDA graphs). Reading the trace needs the XPlane
+protobuf module that TensorFlow ships (requirements.txt). Without it (a bare accelerator
+image) experiments/benchmark.py writes the trace and the compiled module's text
+(`step.hlo.txt`), and
 
     python -m bert_jax.training.profile TRACE_DIR --steps 3
 
