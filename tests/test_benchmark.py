@@ -84,6 +84,14 @@ def test_benchmark_cli_reports_a_consistent_record(tmp_path):
     assert r["profile_ms_per_step"]["matmul"] > 0 and "largest ops:" in run.stdout
     assert r["packing_overhead"] == pytest.approx(
         r["packed_step_time_ms"] / r["step_time_ms"] - 1)
+    # experiments/benchmark_table.py: one markdown row per record, under its header.
+    from experiments.benchmark_table import HEADER, row
+
+    cells = [c.strip() for c in row("b", r).strip("|").split("|")]
+    assert len(cells) == HEADER.splitlines()[0].count("|") - 1
+    assert cells[:5] == ["b", "tiny", "32", "16", "float32"]
+    assert cells[12] == f"{100 * r['mfu']:.1f}%" and cells[10] == f"{r['step_time_ms']:.1f}"
+    assert "masking" in cells[-1] and "packing" in cells[-1]
 
 
 def test_benchmark_cli_refuses_a_batch_the_devices_cannot_split(tmp_path):
