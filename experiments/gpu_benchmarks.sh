@@ -24,6 +24,8 @@ declare -A RUNS=(
   # BERT's recipe as published: dropout 0.1 everywhere, explicit attention; vs transformers.
   [base_bert]="$BASE --compare hf --rounds 2"
   # cuDNN's fused attention (no attention dropout), layers scanned (the default) ...
+  [base_cudnn]="$BASE $FAST"
+  [base_fast]="$BASE $FAST --prng_impl rbg --compare layout --rounds 2"
   [base_scan]="$BASE $FAST --steps 10 --profile $out/profile_scan"
   # ... or unrolled, the same model; vs transformers with the same dropouts.
   [base_unrolled]="$BASE $FAST --noscan_layers --steps 10 --profile $out/profile_unrolled"
@@ -38,6 +40,9 @@ declare -A RUNS=(
   [base_unrolled_bf]="$BASE $FAST --noscan_layers $BF --steps 10"
   [base_scan_cmdbuf_bf]="$BASE $FAST $BF --steps 10"
   [large_bert]="$LARGE"
+  [large_fast]="$LARGE $FAST --prng_impl rbg --compare layout --rounds 2"
+  # Not run on 2026-11-26 (no device time left): large_scan, large_unroll24,
+  # base_unrolled_rbg, base_unrolled_cublaslt, base_scan_cmdbuf_bf.
   [large_scan]="$LARGE $FAST --compare layout --rounds 2"
   [large_unrolled]="$LARGE $FAST --noscan_layers"
   [large_unroll24]="$LARGE $FAST --scan_unroll 24"
@@ -53,7 +58,7 @@ declare -A ENVS=(
   [base_scan_cmdbuf_bf]=$CMDBUF
   [large_scan_cmdbuf_bf]=$CMDBUF
 )
-ORDER=(base_bert base_scan base_unrolled base_unrolled_hf base_unroll12 large_bert large_scan
+ORDER=(base_bert base_cudnn base_fast large_fast base_scan base_unrolled base_unrolled_hf base_unroll12 large_bert large_scan
        large_unrolled large_unroll24 base_unrolled_rbg base_unrolled_cublaslt base_scan_cmdbuf
        base_unrolled_bf16res base_unrolled_bf large_unrolled_bf large_scan_cmdbuf_bf
        base_scan_cmdbuf_bf large_unroll4_bf base_unroll4_bf)
