@@ -58,10 +58,15 @@ def test_same_losses_for_any_device_count_and_backend(backend, num_devices):
           f"{np.max(np.abs(losses[1] - losses[0]) / losses[0]):.2e}")  # shown with -s
 
 
-def test_loss_falls_on_one_fixed_batch():
+# The float32 default, and the GPU variant's bf16 matmuls, bf16 residual stream and
+# unrolled layers (configs/pretrain/*.py:gpu, with XLA attention on this CPU).
+@pytest.mark.parametrize("model", [{}, dict(dtype="bfloat16", residual_dtype="bfloat16",
+                                            scan_layers=False)], ids=["float32", "gpu_variant"])
+def test_loss_falls_on_one_fixed_batch(model):
     batch = synthetic.batch(batch_size=8, seq_len=16)
-    history, _ = _run("shard_map", 2, 40, batches=[batch],
-                      tc=synthetic.train_config(num_steps=40, learning_rate=3e-3))
+    history, state = _run("shard_map", 2, 40, batches=[batch], cfg=synthetic.step_config(**model),
+                          tc=synthetic.train_config(num_steps=40, learning_rate=3e-3))
+    assert all(x.dtype == np.float32 for x in jax.tree.leaves(state.params))
     first, last = history[0]["mlm_loss"], np.mean([h["mlm_loss"] for h in history[-5:]])
     print(f"one fixed batch, 40 steps: MLM loss {first:.2f} -> {last:.2f}")  # shown with -s
     assert last < 0.6 * first, (first, last)
