@@ -121,7 +121,8 @@ class ModelConfig:
     # nn.scan over layers: compile time independent of depth; params stacked on axis 0.
     scan_layers: bool = True
     # Layers per iteration of that scan (lax.scan's unroll): the parameter layout stays
-    # stacked; more layers per iteration compile longer and give XLA more to fuse.
+    # stacked. On an H100 all layers in one iteration ran as fast as unrolled layers and 4
+    # per iteration barely faster than 1 (BENCHMARKS.md); compile time grows with it.
     scan_unroll: int = 1
     remat: str = "none"
     attention_impl: str = "xla"  # one of ATTENTION_IMPLS; numerics equal up to rounding
@@ -352,7 +353,7 @@ def default_pretrain_config() -> ml_collections.ConfigDict:
 # The model settings of the fastest GPU step measured (BENCHMARKS.md, H100, bf16): bf16
 # matmuls and residual stream (LayerNorm statistics, softmax and losses stay float32),
 # cuDNN's fused attention, which has no attention dropout (as MosaicBERT trains), and
-# unrolled layers (1.3-1.4x the scanned step there, at twice the compile time).
+# unrolled layers (1.3-1.4x the scanned step there, at 2-3.5x the compile time).
 GPU_MODEL_SETTINGS = {"dtype": "bfloat16", "residual_dtype": "bfloat16",
                       "attention_impl": "cudnn", "attention_dropout": 0.0,
                       "scan_layers": False}
