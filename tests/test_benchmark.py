@@ -94,10 +94,14 @@ def test_benchmark_cli_reports_a_consistent_record(tmp_path):
     assert "masking" in cells[-1] and "packing" in cells[-1]
 
 
-def test_benchmark_cli_refuses_a_batch_the_devices_cannot_split(tmp_path):
-    run = _benchmark(tmp_path, "--model", "tiny", "--batch_size", "12", "--steps", "1")
+@pytest.mark.parametrize("flags,message", [
+    (("--batch_size", "12"), "error: --batch_size (12)"),
+    (("--scan_unroll", "3"), "error: model.scan_unroll must be in [1, num_layers=2], got 3"),
+])
+def test_benchmark_cli_refuses_bad_settings_before_compiling(tmp_path, flags, message):
+    run = _benchmark(tmp_path, "--model", "tiny", "--steps", "1", *flags)
     assert run.returncode == 1
-    assert run.stderr.strip().splitlines()[-1].startswith("error: --batch_size (12)")
+    assert run.stderr.strip().splitlines()[-1].startswith(message)
 
 
 @pytest.mark.slow  # a PyTorch model besides: ~1 min

@@ -60,13 +60,15 @@ class BenchConfig:
     def model_config(self) -> ModelConfig:
         if self.model not in SIZES:
             raise ValueError(f"--model must be one of {list(SIZES)}, got {self.model!r}")
-        return model_config_for(self.model, dtype=self.dtype, remat=self.remat,
-                                scan_layers=self.scan_layers, scan_unroll=self.scan_unroll,
-                                residual_dtype=self.residual_dtype,
-                                hidden_dropout=self.dropout,
-                                attention_dropout=(self.dropout if self.attention_dropout is None
-                                                   else self.attention_dropout),
-                                attention_impl=self.attention_impl)
+        config = model_config_for(
+            self.model, dtype=self.dtype, remat=self.remat, scan_layers=self.scan_layers,
+            scan_unroll=self.scan_unroll, residual_dtype=self.residual_dtype,
+            hidden_dropout=self.dropout,
+            attention_dropout=(self.dropout if self.attention_dropout is None
+                               else self.attention_dropout),
+            attention_impl=self.attention_impl)
+        config.check()  # e.g. --scan_unroll beyond the model's layers: ConfigError
+        return config
 
 
 def masking_config(bench: BenchConfig, vocab_size: int) -> MaskingConfig:
