@@ -41,6 +41,11 @@ _SKIP = ("ThunkExecutor", "Await", "$")  # executor bookkeeping and Python frame
 _CONTAINERS = ("while", "call", "conditional")
 
 
+def _kernel_name(hlo_name: str) -> str:
+    """The name XLA's GPU backend gives a fusion's kernel: "." and "-" made "_"."""
+    return re.sub(r"[.\-]", "_", hlo_name)
+
+
 def _instructions(hlo_text: str) -> dict[str, tuple[str, str, str]]:
     """HLO instruction name -> (shape, opcode, op_name metadata)."""
     out = {}
@@ -50,8 +55,7 @@ def _instructions(hlo_text: str) -> dict[str, tuple[str, str, str]]:
         name, shape, opcode, _, rest = m.groups()
         op_name = re.search(r'op_name="([^"]+)"', rest)
         out[name] = (shape, opcode, op_name.group(1) if op_name else "")
-        # GPU kernels are named after their fusion with "." and "-" made "_".
-        out.setdefault(re.sub(r"[.\-]", "_", name), out[name])
+        out.setdefault(_kernel_name(name), out[name])  # as GPU kernels name it
     return out
 
 
@@ -63,9 +67,9 @@ def _fused_roots(hlo_text: str) -> dict[str, str]:
         if root:
             roots[m.group(1)] = root.group(1)
     calls = {}
-    for m in re.finditer(r"%([\w.\-]+) = \S+ fusion\(.*?calls=%([\w.\-]+)", hlo_text):
+    for m in re.finditer(r"%([\w.\-]+) = .+? fusion\(.*?calls=%([\w.\-]+)", hlo_text):
         calls[m.group(1)] = roots.get(m.group(2), "")
-        calls.setdefault(re.sub(r"[.\-]", "_", m.group(1)), calls[m.group(1)])
+        calls.setdefault(_kernel_name(m.group(1)), calls[m.group(1)])
     return calls
 
 
@@ -90,14 +94,9 @@ def _stat_value(plane, stat) -> str:
 
 
 def _gpu_line_events(plane, names):
-    """(HLO op name, picoseconds) of a GPU plane's kernels: the "XLA Ops" line when the
-    profiler wrote one, else each stream's kernels by their `hlo_op` stat."""
+    """(HLO op name, picoseconds) of a GPU plane's kernels: each stream's kernels by their
+    `hlo_op` stat."""
     hlo_op = [k for k, v in plane.stat_metadata.items() if v.name == "hlo_op"]
-    lines = [line for line in plane.lines if line.name == "XLA Ops"]
-    if lines:
-        for event in lines[0].events:
-            yield names.get(event.metadata_id, "?"), event.duration_ps
-        return
     for line in plane.lines:
         if not line.name.startswith("Stream"):
             continue
