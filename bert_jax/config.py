@@ -35,7 +35,10 @@ SIZES: dict[str, tuple[int, int]] = {
 
 _DTYPES = ("float32", "bfloat16", "float16")
 _PARALLEL = ("pmap", "shard_map")
-_REMAT = ("none", "full", "dots")
+# What the backward pass recomputes (modeling/encoder.py, layers.DenseActivation): nothing;
+# only the feed-forward's bias + activation (element-wise, so it costs memory traffic, not
+# matmuls); everything but the matmul outputs; everything.
+_REMAT = ("none", "activation", "dots", "full")
 # How jax.nn.dot_product_attention computes attention (modeling/layers.py): "xla" (any
 # device) or "cudnn" (NVIDIA GPUs, bfloat16/float16: the fused flash-attention kernel, given
 # each row's length instead of a dense mask, so rows must be right-padded as ours are).

@@ -10,7 +10,8 @@ batches, so it needs no data and no TensorFlow/grain/ml_collections. MFU is the 
 of bert_jax/metrics/flops.py over the matmul rate measured on the same device in the same
 dtype. `--compare hf` alternates rounds of this step and of transformers' PyTorch
 BertForPreTraining and prints the ratio of their medians (`--compare layout`: of the same
-step with its layers unrolled instead of scanned, or the reverse with --noscan_layers).
+step with its layers unrolled instead of scanned, or the reverse with --noscan_layers;
+`--against remat=activation`: of the same step with those model settings).
 `--masking_cost` alternates it with the same step on pre-masked batches, `--packing_cost N`
 with the same step on rows of N packed sequences (their attention mask and positions).
 `--pipeline` times the input pipeline on the embedded corpus (needs requirements.txt)
@@ -41,6 +42,10 @@ flags.DEFINE_enum("compare", "none", ["none", "hf", "layout"],
                   "hf: also time transformers' PyTorch BertForPreTraining, alternating; "
                   "layout: also time the step with the other layer layout (scanned <-> "
                   "unrolled), alternating.")
+flags.DEFINE_string("against", None,
+                    "FIELD=VALUE[,FIELD=VALUE]: also time the step with these model settings "
+                    "changed (e.g. remat=activation, residual_dtype=bfloat16), alternating, "
+                    "and print the ratio: an A/B measured in one process.")
 flags.DEFINE_bool("scan_layers", True, "nn.scan over the layers (model.scan_layers); "
                   "--noscan_layers unrolls them.")
 flags.DEFINE_integer("scan_unroll", 1, "Layers per iteration of the layer scan "
@@ -53,7 +58,8 @@ flags.DEFINE_float("attention_dropout", None, "Dropout on the attention probabil
 flags.DEFINE_enum("prng_impl", "threefry2x32", ["threefry2x32", "rbg", "unsafe_rbg"],
                   "JAX's PRNG for the dropout and masking keys (jax_default_prng_impl): "
                   "rbg/unsafe_rbg draw bits with XLA's RngBitGenerator, cheaper on GPUs.")
-flags.DEFINE_enum("remat", "none", ["none", "full", "dots"], "Rematerialisation policy.")
+flags.DEFINE_enum("remat", "none", ["none", "activation", "dots", "full"],
+                  "What the backward pass recomputes (model.remat).")
 flags.DEFINE_integer("grad_accum", 1, "Micro-batches per device and step.")
 flags.DEFINE_enum("attention", "xla", ["xla", "cudnn"],
                   "jax.nn.dot_product_attention implementation (cudnn: NVIDIA GPU, bf16, "
@@ -151,6 +157,11 @@ def main(argv):
         grad_accum=FLAGS.grad_accum, attention_impl=FLAGS.attention, parallel=FLAGS.parallel,
         scan_layers=FLAGS.scan_layers, scan_unroll=FLAGS.scan_unroll,
         residual_dtype=FLAGS.residual_dtype)
+    try:
+        against = (bench_lib.with_settings(bench, FLAGS.against) if FLAGS.against
+                   else None)
+    except ValueError as err:
+        sys.exit(f"error: --against: {err}")
     if FLAGS.seq_len > 512 or FLAGS.seq_len < 8:
         sys.exit(f"error: --seq_len must be in [8, 512] (BERT's positions), got {FLAGS.seq_len}")
     try:
@@ -170,6 +181,8 @@ def main(argv):
 
         timers["layout"] = bench_lib.StepTimer(
             dataclasses.replace(bench, scan_layers=not bench.scan_layers))
+    if against is not None:
+        timers["against"] = bench_lib.StepTimer(against)
     if FLAGS.compare == "hf":
         from bert_jax.training.benchmark_hf import HFStepTimer
 
@@ -211,6 +224,15 @@ def main(argv):
         print(f"layers {name}: step {1e3 * other:.1f} ms vs {1e3 * this:.1f} ms "
               f"({this / other:.2f}x the speed), compiled in "
               f"{timers['layout'].compile_time_s:.1f} s vs {timer.compile_time_s:.1f} s")
+    if "against" in times:
+        other = medians["against"]
+        result.update(against=FLAGS.against, against_step_time_ms=1e3 * other,
+                      against_step_time_ms_all=[1e3 * t for t in times["against"]],
+                      against_compile_time_s=timers["against"].compile_time_s,
+                      against_speedup=this / other)
+        print(f"with {FLAGS.against}: step {1e3 * other:.1f} ms vs {1e3 * this:.1f} ms "
+              f"({this / other:.3f}x the speed), compiled in "
+              f"{timers['against'].compile_time_s:.1f} s vs {timer.compile_time_s:.1f} s")
     if "hf" in times:
         from bert_jax.metrics.flops import train_flops_per_step
 

@@ -48,12 +48,21 @@ declare -A RUNS=(
   [large_unroll24]="$LARGE $FAST --scan_unroll 24"
   [large_unrolled_bf]="$LARGE $FAST --noscan_layers $BF"
   [large_scan_cmdbuf_bf]="$LARGE $FAST $BF"
+  # Recomputing the feed-forward's bias + GELU in the backward pass (remat=activation),
+  # against keeping autodiff's residuals, alternating in one process; then its profile,
+  # cuBLASLt's epilogue fusions, and a doubled batch.
+  [base_act_ab]="$BASE $FAST --noscan_layers $BF --against remat=activation --rounds 2"
+  [large_act_ab]="$LARGE $FAST --noscan_layers $BF --against remat=activation --rounds 2"
+  [base_act_profile]="$BASE $FAST --noscan_layers $BF --remat activation --steps 10 --profile $out/profile_act"
+  [base_act_cublaslt]="$BASE $FAST --noscan_layers $BF --remat activation --steps 10"
+  [base_act_b512]="${BASE/--batch_size 256/--batch_size 512} $FAST --noscan_layers $BF --remat activation --steps 10"
   # Scanned layout (stacked parameters), 4 layers per loop iteration.
   [base_unroll4_bf]="$BASE $FAST $BF --scan_unroll 4 --steps 10"
   [large_unroll4_bf]="$LARGE $FAST $BF --scan_unroll 4"
 )
 declare -A ENVS=(
   [base_unrolled_cublaslt]="XLA_FLAGS=--xla_gpu_enable_cublaslt=true"
+  [base_act_cublaslt]="XLA_FLAGS=--xla_gpu_enable_cublaslt=true"
   [base_scan_cmdbuf]=$CMDBUF
   [base_scan_cmdbuf_bf]=$CMDBUF
   [large_scan_cmdbuf_bf]=$CMDBUF
@@ -61,7 +70,8 @@ declare -A ENVS=(
 ORDER=(base_bert base_cudnn base_fast large_fast base_scan base_unrolled base_unrolled_hf base_unroll12 large_bert large_scan
        large_unrolled large_unroll24 base_unrolled_rbg base_unrolled_cublaslt base_scan_cmdbuf
        base_unrolled_bf16res base_unrolled_bf large_unrolled_bf large_scan_cmdbuf_bf
-       base_scan_cmdbuf_bf large_unroll4_bf base_unroll4_bf)
+       base_scan_cmdbuf_bf large_unroll4_bf base_unroll4_bf base_act_ab large_act_ab
+       base_act_profile base_act_cublaslt base_act_b512)
 [ $# -gt 0 ] && ORDER=("$@")
 for name in "${ORDER[@]}"; do
   args=${RUNS[$name]:?unknown run $name}

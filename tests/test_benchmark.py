@@ -66,6 +66,7 @@ def test_benchmark_cli_reports_a_consistent_record(tmp_path):
     out = tmp_path / "b.json"
     run = _benchmark(tmp_path, "--model", "tiny", "--seq_len", "32", "--batch_size", "16",
                      "--steps", "2", "--masking_cost", "--packing_cost", "4", "--profile", str(tmp_path / "trace"),
+                     "--against", "remat=activation,scan_layers=false",
                      "--json", str(out))
     assert run.returncode == 0, run.stderr[-2000:]
     r = json.loads(out.read_text())
@@ -82,6 +83,9 @@ def test_benchmark_cli_reports_a_consistent_record(tmp_path):
     assert 0 < r["mfu"] < 1 and r["peak_memory_bytes"] > 0 and r["compile_time_s"] > 0
     assert "MFU" in run.stdout
     assert r["profile_ms_per_step"]["matmul"] > 0 and "largest ops:" in run.stdout
+    assert r["against"] == "remat=activation,scan_layers=false"
+    assert r["against_speedup"] == pytest.approx(r["step_time_ms"] / r["against_step_time_ms"])
+    assert "with remat=activation,scan_layers=false: step" in run.stdout
     assert r["packing_overhead"] == pytest.approx(
         r["packed_step_time_ms"] / r["step_time_ms"] - 1)
     # experiments/benchmark_table.py: one markdown row per record, under its header.
@@ -97,6 +101,9 @@ def test_benchmark_cli_reports_a_consistent_record(tmp_path):
 @pytest.mark.parametrize("flags,message", [
     (("--batch_size", "12"), "error: --batch_size (12)"),
     (("--scan_unroll", "3"), "error: model.scan_unroll must be in [1, num_layers=2], got 3"),
+    (("--against", "model=large"), "error: --against: 'model=large': expected FIELD=VALUE"),
+    (("--against", "scan_layers=maybe"), "error: --against: scan_layers takes true or false"),
+    (("--against", "remat=some"), "error: --against: model.remat must be one of"),
 ])
 def test_benchmark_cli_refuses_bad_settings_before_compiling(tmp_path, flags, message):
     run = _benchmark(tmp_path, "--model", "tiny", "--steps", "1", *flags)

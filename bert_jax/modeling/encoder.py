@@ -52,7 +52,7 @@ class _ScannedBlock(nn.Module):
 
 
 def _maybe_remat(block_cls, config: ModelConfig, *, scanned: bool):
-    if config.remat == "none":
+    if config.remat not in _REMAT_POLICIES:  # "none"; "activation" is the block's own
         return block_cls
     # Inside scan the loop body already stops CSE, so prevent_cse can be off (faster).
     return nn.remat(block_cls, policy=_REMAT_POLICIES[config.remat], prevent_cse=not scanned,

@@ -53,6 +53,36 @@ def activation(config: ModelConfig):
     return _ACTIVATIONS[config.hidden_act]
 
 
+class DenseActivation(nn.Module):
+    """act(x @ kernel + bias): the feed-forward's first layer with its activation.
+
+    The parameters (`kernel` [H, I], `bias` [I]) and their initialisation are nn.Dense's, so
+    checkpoints and seeds carry over. With `config.remat == "activation"` only the matmul's
+    output is kept for the backward pass, which recomputes bias + activation inside the
+    fusion that needs them: the forward writes one [B, L, I] tensor instead of the three
+    that autodiff keeps of an erf GELU (its output and two derivative factors). That is
+    memory traffic, which bounds this part of a GPU step.
+    """
+
+    config: ModelConfig
+    features: int
+
+    @nn.compact
+    def __call__(self, x_BxLxH):
+        c = self.config
+        kernel = self.param("kernel", _init(c), (x_BxLxH.shape[-1], self.features),
+                            c.param_dtype)
+        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,),
+                          c.param_dtype)
+        x_BxLxH, kernel, bias = nn.dtypes.promote_dtype(x_BxLxH, kernel, bias, dtype=c.dtype)
+        y_BxLxI = lax.dot_general(x_BxLxH, kernel, (((x_BxLxH.ndim - 1,), (0,)), ((), ())))
+        act = activation(c)
+        bias_act = lambda y, b: act(y + b)
+        if c.remat == "activation":
+            bias_act = jax.checkpoint(bias_act)
+        return bias_act(y_BxLxI, bias)
+
+
 class Embeddings(nn.Module):
     """Word + learned position + token-type embeddings, then LayerNorm and dropout.
 
@@ -202,7 +232,7 @@ class TransformerBlock(nn.Module):
                                                         deterministic=deterministic)
         x_BxLxH = layer_norm(c, "attention_LayerNorm")(
             x_BxLxH + drop(attn_BxLxH, deterministic=deterministic).astype(c.residual_dtype))
-        h_BxLxI = activation(c)(dense(c, c.intermediate_size, "intermediate")(x_BxLxH))
+        h_BxLxI = DenseActivation(c, c.intermediate_size, name="intermediate")(x_BxLxH)
         h_BxLxH = dense(c, c.hidden_size, "output")(h_BxLxI)
         return layer_norm(c, "output_LayerNorm")(
             x_BxLxH + drop(h_BxLxH, deterministic=deterministic).astype(c.residual_dtype))

@@ -71,6 +71,36 @@ class BenchConfig:
         return config
 
 
+# Settings an A/B comparison may change: they change how the same model computes, not what
+# it computes or on how many tokens (so step times compare directly).
+AB_FIELDS = ("dtype", "dropout", "attention_dropout", "remat", "scan_layers", "scan_unroll",
+             "residual_dtype", "grad_accum", "attention_impl", "parallel")
+
+
+def with_settings(bench: BenchConfig, settings: str) -> BenchConfig:
+    """`bench` with "field=value[,field=value]" applied (fields of AB_FIELDS); raises
+    ValueError for anything else, and for values its model config refuses."""
+    changes = {}
+    for item in settings.split(","):
+        name, sep, value = item.strip().partition("=")
+        if not sep or name not in AB_FIELDS:
+            raise ValueError(f"{item.strip()!r}: expected FIELD=VALUE with FIELD one of "
+                             f"{', '.join(AB_FIELDS)}")
+        kind = type(getattr(bench, name) if getattr(bench, name) is not None else 0.0)
+        if kind is bool:
+            if value.lower() not in ("true", "false"):
+                raise ValueError(f"{name} takes true or false, got {value!r}")
+            changes[name] = value.lower() == "true"
+        else:
+            try:
+                changes[name] = kind(value)
+            except ValueError:
+                raise ValueError(f"{name} takes a {kind.__name__}, got {value!r}") from None
+    other = dataclasses.replace(bench, **changes)
+    other.model_config()  # ConfigError, a ValueError, for what the model refuses
+    return other
+
+
 def masking_config(bench: BenchConfig, vocab_size: int) -> MaskingConfig:
     return MaskingConfig(vocab_size=vocab_size, mask_id=MASK, special_ids=(PAD, CLS, SEP, MASK),
                          max_predictions=bench.predictions)

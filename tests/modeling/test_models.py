@@ -65,7 +65,8 @@ def test_init_is_normal_002_and_tied_decoder():
 
 
 @pytest.mark.parametrize("overrides", [dict(scan_layers=False), dict(remat="full"),
-                                       dict(remat="dots"), dict(scan_unroll=2)])
+                                       dict(remat="dots"), dict(remat="activation"),
+                                       dict(scan_unroll=2)])
 def test_layer_variants_match_scanned(overrides):
     """Unrolled and remat'ed stacks compute the same function as the scanned one."""
     model, params = _model()
@@ -89,6 +90,25 @@ def test_layer_variants_match_scanned(overrides):
     np.testing.assert_allclose(g1["embeddings"]["word_embeddings"]["embedding"],
                                g2["embeddings"]["word_embeddings"]["embedding"],
                                rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("act", ["gelu", "gelu_tanh"])
+def test_remat_activation_keeps_only_the_matmul_output(act):
+    """remat="activation" keeps two [B, L, I] tensors per layer for the backward pass (the
+    matmul's output and the activation's, the next matmul's input) where autodiff of the
+    GELU keeps more: the bytes this saves are the point of the option."""
+    from jax._src.ad_checkpoint import saved_residuals
+    b = synthetic.batch(batch_size=2, seq_len=16)
+    args = (b["input_ids"], b["attention_mask"], b["token_type_ids"])
+    counts = {}
+    for remat in ("none", "activation"):
+        model, params = _model(remat=remat, hidden_act=act, scan_layers=False)
+        loss = lambda p: model.apply({"params": p}, *args)["mlm_logits"].sum()
+        width = model.config.intermediate_size
+        counts[remat] = sum(r.shape == (2, 16, width) for r, _ in saved_residuals(loss, params))
+    layers = model.config.num_layers
+    assert counts["activation"] == 2 * layers
+    assert counts["none"] >= 3 * layers
 
 
 def test_attention_paths_agree_without_dropout():
