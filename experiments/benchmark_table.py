@@ -21,6 +21,12 @@ def row(name: str, r: dict) -> str:
              f"{r['tokens_per_sec']:,.0f}", f"{100 * r['mfu']:.1f}%",
              f"{r['peak_flops'] / 1e12:.3g}", f"{r['peak_memory_bytes'] / 2**30:.1f}"]
     extra = [f"XLA_FLAGS={r['xla_flags']}"] if r.get("xla_flags") else []
+    if r.get("remat", "none") != "none":
+        extra.append(f"remat={r['remat']}")
+    if "against" in r:
+        extra.append(f"with {r['against']}: {r['against_step_time_ms']:.1f} ms "
+                     f"({r['against_speedup']:.3f}x), compile "
+                     f"{r['against_compile_time_s']:.1f} s")
     if "speedup_vs_hf" in r:
         extra.append(f"HF {r['hf_step_time_ms']:.1f} ms, {r['hf_tokens_per_sec']:,.0f} tok/s: "
                      f"{r['speedup_vs_hf']:.2f}x")
@@ -46,7 +52,11 @@ def main(paths: list[str]) -> None:
     print(HEADER)
     for path in paths:
         with open(path) as f:
-            print(row(os.path.splitext(os.path.basename(path))[0], json.load(f)))
+            record = json.load(f)
+        if "step_time_ms" not in record:
+            print(f"({path}: not a benchmark record, left out)", file=sys.stderr)
+            continue
+        print(row(os.path.splitext(os.path.basename(path))[0], record))
 
 
 if __name__ == "__main__":

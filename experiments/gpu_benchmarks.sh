@@ -53,6 +53,7 @@ declare -A RUNS=(
   # cuBLASLt's epilogue fusions, and a doubled batch.
   [base_act_ab]="$BASE $FAST --noscan_layers $BF --against remat=activation --rounds 2"
   [large_act_ab]="$LARGE $FAST --noscan_layers $BF --against remat=activation --rounds 2"
+  [base_bf_hf]="$BASE $FAST --noscan_layers $BF --compare hf --rounds 2"
   [large_act]="$LARGE $FAST --noscan_layers $BF --remat activation"
   [base_act_profile]="$BASE $FAST --noscan_layers $BF --remat activation --steps 10 --profile $out/profile_act"
   [base_act_cublaslt]="$BASE $FAST --noscan_layers $BF --remat activation --steps 10"
@@ -72,7 +73,7 @@ ORDER=(base_bert base_cudnn base_fast large_fast base_scan base_unrolled base_un
        large_unrolled large_unroll24 base_unrolled_rbg base_unrolled_cublaslt base_scan_cmdbuf
        base_unrolled_bf16res base_unrolled_bf large_unrolled_bf large_scan_cmdbuf_bf
        base_scan_cmdbuf_bf large_unroll4_bf base_unroll4_bf base_act_ab large_act_ab
-       large_act base_act_profile base_act_cublaslt base_act_b512)
+       large_act base_act_profile base_act_cublaslt base_act_b512 base_bf_hf)
 [ $# -gt 0 ] && ORDER=("$@")
 for name in "${ORDER[@]}"; do
   args=${RUNS[$name]:?unknown run $name}
