@@ -229,10 +229,13 @@ def main(argv):
         result.update(against=FLAGS.against, against_step_time_ms=1e3 * other,
                       against_step_time_ms_all=[1e3 * t for t in times["against"]],
                       against_compile_time_s=timers["against"].compile_time_s,
+                      against_compiled_memory_bytes=timers["against"].compiled_memory_bytes(),
                       against_speedup=this / other)
         print(f"with {FLAGS.against}: step {1e3 * other:.1f} ms vs {1e3 * this:.1f} ms "
               f"({this / other:.3f}x the speed), compiled in "
-              f"{timers['against'].compile_time_s:.1f} s vs {timer.compile_time_s:.1f} s")
+              f"{timers['against'].compile_time_s:.1f} s vs {timer.compile_time_s:.1f} s; "
+              f"XLA's memory estimate {result['against_compiled_memory_bytes'] / 2**30:.2f} "
+              f"vs {result['compiled_memory_bytes'] / 2**30:.2f} GiB")
     if "hf" in times:
         from bert_jax.metrics.flops import train_flops_per_step
 

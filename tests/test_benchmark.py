@@ -86,6 +86,7 @@ def test_benchmark_cli_reports_a_consistent_record(tmp_path):
     assert r["against"] == "remat=activation,scan_layers=false"
     assert r["against_speedup"] == pytest.approx(r["step_time_ms"] / r["against_step_time_ms"])
     assert "with remat=activation,scan_layers=false: step" in run.stdout
+    assert r["compiled_memory_bytes"] > 0 and r["against_compiled_memory_bytes"] > 0
     assert r["packing_overhead"] == pytest.approx(
         r["packed_step_time_ms"] / r["step_time_ms"] - 1)
     # experiments/benchmark_table.py: one markdown row per record, under its header.
