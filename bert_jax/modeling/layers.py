@@ -69,8 +69,8 @@ class DenseActivation(nn.Module):
     recomputes bias + activation from the matmul's output, so a layer keeps two [B, L, I]
     tensors for it (that output, and the activation the next matmul reads) where autodiff
     keeps three or more. Measured (BENCHMARKS.md): 1.03x and 9% less memory for BERT-base
-    on a CPU; no change on an H100, where XLA already fuses those element-wise producers
-    into the backward kernels.
+    on a CPU; no change on an H100, probably because XLA already fuses those element-wise
+    producers into the backward kernels there.
     """
 
     config: ModelConfig
