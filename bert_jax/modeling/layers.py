@@ -85,11 +85,14 @@ class DenseActivation(nn.Module):
                           c.param_dtype)
         x_BxLxH, kernel, bias = nn.dtypes.promote_dtype(x_BxLxH, kernel, bias, dtype=c.dtype)
         y_BxLxI = lax.dot_general(x_BxLxH, kernel, (((x_BxLxH.ndim - 1,), (0,)), ((), ())))
-        act = activation(c)
-        bias_act = lambda y, b: act(y + b)
-        if c.remat == "activation":
-            bias_act = jax.checkpoint(bias_act)
-        return bias_act(y_BxLxI, bias)
+        return bias_activation(activation(c), recompute=c.remat == "activation")(y_BxLxI, bias)
+
+
+def bias_activation(act, *, recompute: bool):
+    """(y, b) -> act(y + b); with `recompute`, the backward pass recomputes it from y and b
+    (jax.checkpoint) instead of keeping what autodiff of `act` keeps."""
+    bias_act = lambda y, b: act(y + b)
+    return jax.checkpoint(bias_act) if recompute else bias_act
 
 
 class Embeddings(nn.Module):
