@@ -42,7 +42,8 @@ declare -A RUNS=(
   [large_bert]="$LARGE"
   [large_fast]="$LARGE $FAST --prng_impl rbg --compare layout --rounds 2"
   # Not run on 2026-11-26 (no device time left): large_scan, large_unroll24,
-  # base_unrolled_rbg, base_unrolled_cublaslt, base_scan_cmdbuf_bf.
+  # base_unrolled_rbg, base_unrolled_cublaslt, base_scan_cmdbuf_bf; large_act_ab (two
+  # unrolled large compiles) passed a 200 s RUN_TIMEOUT and was stopped.
   [large_scan]="$LARGE $FAST --compare layout --rounds 2"
   [large_unrolled]="$LARGE $FAST --noscan_layers"
   [large_unroll24]="$LARGE $FAST --scan_unroll 24"
