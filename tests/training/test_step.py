@@ -7,6 +7,7 @@ import jax
 import numpy as np
 import pytest
 
+from bert_jax.config import GPU_MODEL_SETTINGS
 from bert_jax.modeling.models import BertForPreTraining, init_params, pretraining_model
 from bert_jax.training.optimizer import make_optimizer
 from bert_jax.training.parallel import Parallel
@@ -58,10 +59,14 @@ def test_same_losses_for_any_device_count_and_backend(backend, num_devices):
           f"{np.max(np.abs(losses[1] - losses[0]) / losses[0]):.2e}")  # shown with -s
 
 
-# The float32 default, and the GPU variant's bf16 matmuls, bf16 residual stream and
-# unrolled layers (configs/pretrain/*.py:gpu, with XLA attention on this CPU).
-@pytest.mark.parametrize("model", [{}, dict(dtype="bfloat16", residual_dtype="bfloat16",
-                                            scan_layers=False)], ids=["float32", "gpu_variant"])
+# The float32 default, and the GPU variant's model settings (configs/pretrain/*.py:gpu:
+# bf16 matmuls and residual stream, unrolled layers), with XLA attention on this CPU and
+# the test's dropout of 0.
+_GPU_VARIANT = {k: v for k, v in GPU_MODEL_SETTINGS.items()
+                if k not in ("attention_impl", "attention_dropout")}
+
+
+@pytest.mark.parametrize("model", [{}, _GPU_VARIANT], ids=["float32", "gpu_variant"])
 def test_loss_falls_on_one_fixed_batch(model):
     batch = synthetic.batch(batch_size=8, seq_len=16)
     history, state = _run("shard_map", 2, 40, batches=[batch], cfg=synthetic.step_config(**model),
