@@ -66,6 +66,10 @@ flags.DEFINE_enum("attention", "xla", ["xla", "cudnn"],
                   "and --attention_dropout 0, since attention dropout needs the explicit "
                   "form).")
 flags.DEFINE_enum("parallel", "pmap", ["pmap", "shard_map"], "Device mapping.")
+flags.DEFINE_enum("update_guard", "auto", ["auto", "cond", "select"],
+                  "How the step drops the update of a non-finite step: lax.cond around the "
+                  "optimizer, or jnp.where on its results (auto: cond on CPUs, select "
+                  "elsewhere).")
 flags.DEFINE_bool("masking_cost", False,
                   "Also time the step on pre-masked batches: masking's share of the step.")
 flags.DEFINE_integer("packing_cost", 0,
@@ -156,7 +160,7 @@ def main(argv):
         attention_dropout=attention_dropout, prng_impl=FLAGS.prng_impl, remat=FLAGS.remat,
         grad_accum=FLAGS.grad_accum, attention_impl=FLAGS.attention, parallel=FLAGS.parallel,
         scan_layers=FLAGS.scan_layers, scan_unroll=FLAGS.scan_unroll,
-        residual_dtype=FLAGS.residual_dtype)
+        residual_dtype=FLAGS.residual_dtype, update_guard=FLAGS.update_guard)
     try:
         against = (bench_lib.with_settings(bench, FLAGS.against) if FLAGS.against
                    else None)

@@ -105,6 +105,8 @@ def test_benchmark_cli_reports_a_consistent_record(tmp_path):
     (("--against", "model=large"), "error: --against: 'model=large': expected FIELD=VALUE"),
     (("--against", "scan_layers=maybe"), "error: --against: scan_layers takes true or false"),
     (("--against", "remat=some"), "error: --against: model.remat must be one of"),
+    (("--against", "update_guard=where"), "error: --against: update_guard takes one of auto, "
+                                          "cond, select, got 'where'"),
 ])
 def test_benchmark_cli_refuses_bad_settings_before_compiling(tmp_path, flags, message):
     run = _benchmark(tmp_path, "--model", "tiny", "--steps", "1", *flags)

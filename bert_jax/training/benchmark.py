@@ -24,7 +24,7 @@ from bert_jax.metrics.flops import train_flops_per_step
 from bert_jax.modeling.models import init_params, pretraining_model
 from bert_jax.training.optimizer import make_optimizer
 from bert_jax.training.parallel import Parallel
-from bert_jax.training.step import PREMASKED_KEYS, StepConfig, TrainState
+from bert_jax.training.step import PREMASKED_KEYS, UPDATE_GUARDS, StepConfig, TrainState
 
 # Special ids of the synthetic vocabulary (BERT's uncased vocab.txt has these).
 PAD, CLS, SEP, MASK = 0, 101, 102, 103
@@ -49,6 +49,7 @@ class BenchConfig:
     grad_accum: int = 1
     attention_impl: str = "xla"
     parallel: str = "pmap"
+    update_guard: str = "auto"  # StepConfig.update_guard: how a non-finite update is dropped
     seed: int = 0
 
     @property
@@ -74,7 +75,7 @@ class BenchConfig:
 # Settings an A/B comparison may change: they change how the same model computes, not what
 # it computes or on how many tokens (so step times compare directly).
 AB_FIELDS = ("dtype", "dropout", "attention_dropout", "remat", "scan_layers", "scan_unroll",
-             "residual_dtype", "grad_accum", "attention_impl", "parallel")
+             "residual_dtype", "grad_accum", "attention_impl", "parallel", "update_guard")
 
 
 def with_settings(bench: BenchConfig, settings: str) -> BenchConfig:
@@ -98,6 +99,9 @@ def with_settings(bench: BenchConfig, settings: str) -> BenchConfig:
                 raise ValueError(f"{name} takes a {kind.__name__}, got {value!r}") from None
     other = dataclasses.replace(bench, **changes)
     other.model_config()  # ConfigError, a ValueError, for what the model refuses
+    if other.update_guard not in UPDATE_GUARDS:
+        raise ValueError(f"update_guard takes one of {', '.join(UPDATE_GUARDS)}, got "
+                         f"{other.update_guard!r}")
     return other
 
 
@@ -147,7 +151,8 @@ class StepTimer:
         self.model = bench.model_config()
         self.step_cfg = StepConfig(model=self.model,
                                    masking=masking_config(bench, self.model.vocab_size),
-                                   grad_accum=bench.grad_accum)
+                                   grad_accum=bench.grad_accum,
+                                   update_guard=bench.update_guard)
         self.par = Parallel(bench.parallel, self.step_cfg, devices)
         if bench.batch_size % (self.par.num_devices * bench.grad_accum):
             raise ValueError(f"--batch_size ({bench.batch_size}) must be divisible by the "

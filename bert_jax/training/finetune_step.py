@@ -31,7 +31,8 @@ from jax import lax
 from bert_jax import losses
 from bert_jax.config import ModelConfig
 from bert_jax.modeling.task_models import task_model
-from bert_jax.training.step import AXIS, TrainState, apply_gradients, step_dropout_key
+from bert_jax.training.step import (AXIS, TrainState, apply_gradients, device_mean,
+                                    step_dropout_key)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,7 +121,7 @@ def train_step(state: TrainState, batch, base_key, cfg: FinetuneStepConfig):
         return lax.axis_size(AXIS) * sums["loss"] / jnp.maximum(weight_sum, 1.0), sums
 
     grads, sums = jax.grad(objective, has_aux=True)(state.params)
-    return apply_gradients(state, lax.pmean(grads, AXIS), summarize(lax.psum(sums, AXIS)),
+    return apply_gradients(state, device_mean(grads), summarize(lax.psum(sums, AXIS)),
                            batch)
 
 

@@ -55,6 +55,9 @@ class StepConfig:
     # micro-batches (a lax.scan), and their gradients add up to the gradient of the whole
     # batch. One optimizer step either way; only activation memory and speed differ.
     grad_accum: int = 1
+    # How the update of a non-finite step is discarded (UPDATE_GUARDS): a speed choice,
+    # never a numerical one.
+    update_guard: str = "auto"
 
 
 class TrainState(struct.PyTreeNode):
@@ -227,7 +230,8 @@ def train_step(state: TrainState, batch, base_key, cfg: StepConfig):
     if cfg.model.coarse_vocab_size:
         counts["coarse_mlm"] = lax.psum(masked["coarse_masked_weights"].sum(), AXIS)
     grads, sums = _accumulated_grads(state.params, batch, masked, cfg, dropout_key, counts)
-    return apply_gradients(state, lax.pmean(grads, AXIS), _reduce(sums), batch)
+    return apply_gradients(state, device_mean(grads), _reduce(sums), batch,
+                           guard=cfg.update_guard)
 
 
 def step_dropout_key(key, step, model: ModelConfig):
@@ -238,24 +242,56 @@ def step_dropout_key(key, step, model: ModelConfig):
     return jax.random.fold_in(jax.random.fold_in(key, step), lax.axis_index(AXIS))
 
 
-def apply_gradients(state: TrainState, grads, metrics: dict, batch):
-    """The optimizer update from all-reduced `grads`, with the NaN/Inf guard; adds
-    grad_norm, learning_rate, nonfinite, skipped_steps (and stop) to the global `metrics`.
-    Shared by every per-device train step (pretraining, fine-tuning)."""
+# How a non-finite step's update is discarded (StepConfig.update_guard):
+#   "select": compute the update, then jnp.where(finite, new, old) on every parameter and
+#             moment. XLA:CPU fuses the moments' arithmetic into both the parameter's and the
+#             moment's select, then copies each donated input that one of them overwrites
+#             while the other still reads it.
+#   "cond":   lax.cond(finite, update, keep): the update runs only when the step is finite
+#             and writes in place; the same numbers.
+#   "auto":   "cond" on the CPU, where it measured faster (BENCHMARKS.md); "select"
+#             elsewhere. A GPU runs a conditional by copying its predicate to the host and
+#             waiting for it, a stall of the launch queue once per step: not yet measured.
+UPDATE_GUARDS = ("auto", "cond", "select")
+
+
+def device_mean(tree):
+    """lax.pmean over the device axis; the identity on one device, where XLA:CPU would still
+    run the all-reduce, as a copy of every gradient."""
+    return tree if lax.axis_size(AXIS) == 1 else lax.pmean(tree, AXIS)
+
+
+def apply_gradients(state: TrainState, grads, metrics: dict, batch, *, guard: str = "auto"):
+    """The optimizer update from all-reduced `grads`, with the NaN/Inf guard (`guard`, one of
+    UPDATE_GUARDS); adds grad_norm, learning_rate, nonfinite, skipped_steps (and stop) to the
+    global `metrics`. Shared by every per-device train step (pretraining, fine-tuning)."""
+    if guard not in UPDATE_GUARDS:
+        raise ValueError(f"update_guard must be one of {UPDATE_GUARDS}, got {guard!r}")
     metrics = dict(metrics)
     metrics["grad_norm"] = optax.tree.norm(grads)
     metrics["learning_rate"] = jnp.asarray(
         state.opt_state.hyperparams["learning_rate"], jnp.float32)
-    updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
     # NaN/Inf guard, decided on device from globally reduced values (so identical on every
     # device): a non-finite step leaves parameters and optimizer state as they were. The step
     # counter still advances, so data and masks move on; the loop decides to go on or stop.
     finite = jnp.isfinite(metrics["loss"]) & jnp.isfinite(metrics["grad_norm"])
-    keep = lambda new, old: jnp.where(finite, new, old)
+
+    def update(params, opt_state, grads):
+        updates, opt_state = state.tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state
+
+    if guard == "auto":
+        guard = "cond" if jax.default_backend() == "cpu" else "select"
+    if guard == "cond":
+        params, opt_state = lax.cond(finite, update, lambda p, o, g: (p, o),
+                                     state.params, state.opt_state, grads)
+    else:
+        params, opt_state = update(state.params, state.opt_state, grads)
+        keep = lambda new, old: jnp.where(finite, new, old)
+        params = jax.tree.map(keep, params, state.params)
+        opt_state = jax.tree.map(keep, opt_state, state.opt_state)
     skipped = state.skipped_steps + (~finite).astype(jnp.int32)
-    new_state = state.replace(step=state.step + 1, params=jax.tree.map(keep, params, state.params),
-                              opt_state=jax.tree.map(keep, opt_state, state.opt_state),
+    new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
                               skipped_steps=skipped)
     metrics["nonfinite"] = (~finite).astype(jnp.float32)
     metrics["skipped_steps"] = skipped.astype(jnp.float32)
