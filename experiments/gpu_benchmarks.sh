@@ -62,6 +62,11 @@ declare -A RUNS=(
   # Scanned layout (stacked parameters), 4 layers per loop iteration.
   [base_unroll4_bf]="$BASE $FAST $BF --scan_unroll 4 --steps 10"
   [large_unroll4_bf]="$LARGE $FAST $BF --scan_unroll 4"
+  # The non-finite update's guard: jnp.where on the results (GPU default) against lax.cond
+  # (CPU default), alternating; the second with the conditional inside a CUDA graph.
+  # Not yet run on a GPU.
+  [base_guard_ab]="$BASE $FAST --noscan_layers $BF --update_guard select --against update_guard=cond --rounds 2"
+  [base_guard_ab_cmdbuf]="$BASE $FAST --noscan_layers $BF --update_guard select --against update_guard=cond --rounds 2"
 )
 declare -A ENVS=(
   [base_unrolled_cublaslt]="XLA_FLAGS=--xla_gpu_enable_cublaslt=true"
@@ -69,12 +74,14 @@ declare -A ENVS=(
   [base_scan_cmdbuf]=$CMDBUF
   [base_scan_cmdbuf_bf]=$CMDBUF
   [large_scan_cmdbuf_bf]=$CMDBUF
+  [base_guard_ab_cmdbuf]=$CMDBUF
 )
 ORDER=(base_bert base_cudnn base_fast large_fast base_scan base_unrolled base_unrolled_hf base_unroll12 large_bert large_scan
        large_unrolled large_unroll24 base_unrolled_rbg base_unrolled_cublaslt base_scan_cmdbuf
        base_unrolled_bf16res base_unrolled_bf large_unrolled_bf large_scan_cmdbuf_bf
        base_scan_cmdbuf_bf large_unroll4_bf base_unroll4_bf base_act_ab large_act_ab
-       large_act base_act_profile base_act_cublaslt base_act_b512 base_bf_hf)
+       large_act base_act_profile base_act_cublaslt base_act_b512 base_bf_hf base_guard_ab
+       base_guard_ab_cmdbuf)
 [ $# -gt 0 ] && ORDER=("$@")
 for name in "${ORDER[@]}"; do
   args=${RUNS[$name]:?unknown run $name}
