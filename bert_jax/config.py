@@ -43,6 +43,7 @@ _REMAT = ("none", "activation", "dots", "full")
 # device) or "cudnn" (NVIDIA GPUs, bfloat16/float16: the fused flash-attention kernel, given
 # each row's length instead of a dense mask, so rows must be right-padded as ours are).
 ATTENTION_IMPLS = ("xla", "cudnn")
+DROPOUT_BITS = (16, 32)  # model.dropout_bits (modeling/layers.Dropout)
 # Feed-forward activations (modeling/layers.py): "gelu" is the exact erf form (HF's "gelu");
 # "gelu_tanh" the tanh approximation that Google's original BERT used (HF's "gelu_new").
 ACTIVATIONS = ("gelu", "gelu_tanh", "relu", "silu")
@@ -111,6 +112,11 @@ class ModelConfig:
     type_vocab_size: int = 2
     hidden_dropout: float = 0.1
     attention_dropout: float = 0.1
+    # Random bits per dropout decision. 16: two decisions per 32-bit word, the rate rounded
+    # to a multiple of 2^-16 (0.1 -> 0.1000061); generating the bits was ~5% of BERT-base's
+    # step. 32: flax's nn.Dropout (jax.random.bernoulli). Same distribution up to that
+    # rounding, different masks.
+    dropout_bits: int = 16
     initializer_range: float = 0.02
     layer_norm_eps: float = 1e-12
     # Compute dtype of matmuls; parameters stay in param_dtype. LayerNorm, softmax and
@@ -185,6 +191,9 @@ class ModelConfig:
             rate = getattr(self, name)
             if not 0.0 <= rate < 1.0:
                 raise ConfigError(f"model.{name} must be in [0, 1), got {rate}")
+        if self.dropout_bits not in DROPOUT_BITS:
+            raise ConfigError(f"model.dropout_bits must be one of {DROPOUT_BITS}, got "
+                              f"{self.dropout_bits!r}")
         for name in ("dtype", "param_dtype", "residual_dtype"):
             if getattr(self, name) not in _DTYPES:
                 raise ConfigError(f"model.{name} must be one of {_DTYPES}, got {getattr(self, name)!r}")

@@ -55,6 +55,8 @@ flags.DEFINE_float("dropout", 0.1, "Hidden dropout, and attention dropout unless
                    "--attention_dropout is given (BERT: 0.1 for both).")
 flags.DEFINE_float("attention_dropout", None, "Dropout on the attention probabilities "
                    "(default: --dropout). 0 lets --attention cudnn run its fused kernel.")
+flags.DEFINE_enum("dropout_bits", "16", ["16", "32"],
+                  "Random bits per dropout decision (model.dropout_bits).")
 flags.DEFINE_enum("prng_impl", "threefry2x32", ["threefry2x32", "rbg", "unsafe_rbg"],
                   "JAX's PRNG for the dropout and masking keys (jax_default_prng_impl): "
                   "rbg/unsafe_rbg draw bits with XLA's RngBitGenerator, cheaper on GPUs.")
@@ -157,7 +159,8 @@ def main(argv):
     bench = bench_lib.BenchConfig(
         model=FLAGS.model, seq_len=FLAGS.seq_len, batch_size=FLAGS.batch_size,
         dtype=FLAGS.dtype, steps=FLAGS.steps, dropout=FLAGS.dropout,
-        attention_dropout=attention_dropout, prng_impl=FLAGS.prng_impl, remat=FLAGS.remat,
+        attention_dropout=attention_dropout, dropout_bits=int(FLAGS.dropout_bits),
+        prng_impl=FLAGS.prng_impl, remat=FLAGS.remat,
         grad_accum=FLAGS.grad_accum, attention_impl=FLAGS.attention, parallel=FLAGS.parallel,
         scan_layers=FLAGS.scan_layers, scan_unroll=FLAGS.scan_unroll,
         residual_dtype=FLAGS.residual_dtype, update_guard=FLAGS.update_guard)

@@ -95,6 +95,44 @@ def bias_activation(act, *, recompute: bool):
     return jax.checkpoint(bias_act) if recompute else bias_act
 
 
+def keep_mask(key, rate: float, shape, bits: int = 16):
+    """bool `shape`: True where dropout at `rate` keeps the element, and the probability of
+    keeping one. `bits`=16 splits each random 32-bit word into two 16-bit draws (half the
+    random bits of jax.random.bernoulli, which converts one word per element to a float):
+    an element is dropped when its draw is below round(rate * 2^16), so the rate is realised
+    to within 2^-17 and the returned probability is exact. `bits`=32 is jax.random.bernoulli.
+    """
+    if bits == 32:
+        return jax.random.bernoulli(key, 1.0 - rate, shape), 1.0 - rate
+    threshold = round(rate * 65536)
+    size = int(np.prod(shape))
+    words_W = jax.random.bits(key, ((size + 1) // 2,), jnp.uint32)
+    draws_S = jnp.concatenate([words_W & 0xFFFF, words_W >> 16])[:size]
+    return (draws_S >= threshold).reshape(shape), 1.0 - threshold / 65536
+
+
+class Dropout(nn.Module):
+    """Inverted dropout, as nn.Dropout (the same "dropout" RNG stream, kept elements scaled
+    by 1 / keep probability), with its random bits drawn by keep_mask(bits=config's
+    dropout_bits)."""
+
+    rate: float
+    bits: int = 16
+
+    @nn.compact
+    def __call__(self, x, deterministic: bool):
+        if deterministic or self.rate == 0.0:
+            return x
+        keep, keep_prob = keep_mask(self.make_rng("dropout"), self.rate, x.shape, self.bits)
+        if keep_prob == 0.0:
+            return jnp.zeros_like(x)
+        return lax.select(keep, x / jnp.asarray(keep_prob, x.dtype), jnp.zeros_like(x))
+
+
+def dropout(config: ModelConfig, rate: float) -> Dropout:
+    return Dropout(rate, config.dropout_bits)
+
+
 class Embeddings(nn.Module):
     """Word + learned position + token-type embeddings, then LayerNorm and dropout.
 
@@ -116,7 +154,7 @@ class Embeddings(nn.Module):
         self.token_type_embeddings = nn.Embed(c.type_vocab_size, width,
                                               embedding_init=_init(c), param_dtype=c.param_dtype)
         self.layer_norm = layer_norm(c, "LayerNorm")
-        self.dropout = nn.Dropout(c.hidden_dropout)
+        self.dropout = dropout(c, c.hidden_dropout)
         if c.embedding_size:
             self.embedding_projection = dense(c, c.hidden_size, "embedding_projection")
 
@@ -200,8 +238,8 @@ class SelfAttention(nn.Module):
             logits_BxNxLxL = jnp.where(mask_Bx1xLxL, logits_BxNxLxL,
                                        jnp.finfo(jnp.float32).min)
             probs_BxNxLxL = jax.nn.softmax(logits_BxNxLxL, axis=-1)
-            probs_BxNxLxL = nn.Dropout(c.attention_dropout)(probs_BxNxLxL,
-                                                            deterministic=deterministic)
+            probs_BxNxLxL = dropout(c, c.attention_dropout)(probs_BxNxLxL,
+                                                             deterministic=deterministic)
             ctx_BxLxNxD = jnp.einsum("bnqk,bknd->bqnd", probs_BxNxLxL.astype(c.dtype),
                                      v_BxLxNxD)
         elif c.attention_impl == "cudnn" and full_mask:
@@ -239,7 +277,7 @@ class TransformerBlock(nn.Module):
     @nn.compact
     def __call__(self, x_BxLxH, attention_mask, deterministic: bool):
         c = self.config
-        drop = nn.Dropout(c.hidden_dropout)
+        drop = dropout(c, c.hidden_dropout)
         attn_BxLxH = SelfAttention(c, name="attention")(x_BxLxH, attention_mask,
                                                         deterministic=deterministic)
         x_BxLxH = layer_norm(c, "attention_LayerNorm")(

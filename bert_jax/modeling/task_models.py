@@ -30,7 +30,7 @@ import flax.linen as nn
 
 from bert_jax.config import ModelConfig
 from bert_jax.modeling.ambert import AmbertForPreTraining
-from bert_jax.modeling.layers import dense
+from bert_jax.modeling.layers import dense, dropout
 from bert_jax.modeling.models import BertForPreTraining
 
 TASK_KINDS = ("classification", "regression", "token", "span")
@@ -71,7 +71,7 @@ class BertForTask(BertForPreTraining):
     def setup(self):
         super().setup()
         c = self.config
-        self.head_dropout = nn.Dropout(c.hidden_dropout)
+        self.head_dropout = dropout(c, c.hidden_dropout)
         if self.kind == "span":
             self.qa_outputs = dense(c, 2)
         else:
@@ -105,7 +105,7 @@ class AmbertForTask(AmbertForPreTraining):
             raise ValueError(f"AMBERT fine-tuning supports {SEQUENCE_KINDS}, not {self.kind!r}")
         super().setup()
         c, width = self.config, num_outputs(self.kind, self.num_labels)
-        self.head_dropout = nn.Dropout(c.hidden_dropout)
+        self.head_dropout = dropout(c, c.hidden_dropout)
         self.classifier_fine = dense(c, width)
         self.classifier_coarse = dense(c, width)
         self.classifier = dense(c, width)

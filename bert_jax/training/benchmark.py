@@ -41,6 +41,7 @@ class BenchConfig:
     steps: int = 10  # timed steps (after 2 untimed ones)
     dropout: float = 0.1  # hidden dropout (BERT's 0.1)
     attention_dropout: float | None = None  # on the attention probabilities; None: `dropout`
+    dropout_bits: int = 16  # random bits per dropout decision (model.dropout_bits)
     prng_impl: str = "threefry2x32"  # jax_default_prng_impl the caller set (recorded)
     remat: str = "none"
     scan_layers: bool = True  # nn.scan over layers (False: unrolled, one HLO block per layer)
@@ -64,7 +65,7 @@ class BenchConfig:
         config = model_config_for(
             self.model, dtype=self.dtype, remat=self.remat, scan_layers=self.scan_layers,
             scan_unroll=self.scan_unroll, residual_dtype=self.residual_dtype,
-            hidden_dropout=self.dropout,
+            hidden_dropout=self.dropout, dropout_bits=self.dropout_bits,
             attention_dropout=(self.dropout if self.attention_dropout is None
                                else self.attention_dropout),
             attention_impl=self.attention_impl)
@@ -74,8 +75,9 @@ class BenchConfig:
 
 # Settings an A/B comparison may change: they change how the same model computes, not what
 # it computes or on how many tokens (so step times compare directly).
-AB_FIELDS = ("dtype", "dropout", "attention_dropout", "remat", "scan_layers", "scan_unroll",
-             "residual_dtype", "grad_accum", "attention_impl", "parallel", "update_guard")
+AB_FIELDS = ("dtype", "dropout", "attention_dropout", "dropout_bits", "remat", "scan_layers",
+             "scan_unroll", "residual_dtype", "grad_accum", "attention_impl", "parallel",
+             "update_guard")
 
 
 def with_settings(bench: BenchConfig, settings: str) -> BenchConfig:
