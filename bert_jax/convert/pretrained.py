@@ -33,7 +33,7 @@ from bert_jax.modeling.models import BertForPreTraining
 # checkpoint fits whatever their values. (hidden_act: e.g. "gelu" for a Google checkpoint,
 # to match HF's conversions of it.)
 RUNTIME_FIELDS = ("scan_layers", "dtype", "param_dtype", "remat", "hidden_dropout",
-                  "attention_dropout", "hidden_act")
+                  "attention_dropout", "dropout_bits", "hidden_act")
 
 
 def check_overrides(overrides: dict) -> None:

@@ -20,8 +20,8 @@ from bert_jax.config import ConfigError, ModelConfig
 from bert_jax.training.parallel import BACKENDS
 
 # ModelConfig fields a run keeps from its config when the rest comes from a checkpoint.
-RUNTIME_FIELDS = ("hidden_dropout", "attention_dropout", "dtype", "param_dtype", "scan_layers",
-                  "remat")
+RUNTIME_FIELDS = ("hidden_dropout", "attention_dropout", "dropout_bits", "dtype", "param_dtype",
+                  "scan_layers", "remat")
 _OPTIMIZERS, _NONFINITE = ("adamw", "lamb"), ("skip", "stop")
 
 
