@@ -106,7 +106,8 @@ def keep_mask(key, rate: float, shape, bits: int = 16):
         return jax.random.bernoulli(key, 1.0 - rate, shape), 1.0 - rate
     threshold = round(rate * 65536)
     size = int(np.prod(shape))
-    words_W = jax.random.bits(key, ((size + 1) // 2,), jnp.uint32)
+    with jax.named_scope("random_bits"):  # how training/profile.py finds them
+        words_W = jax.random.bits(key, ((size + 1) // 2,), jnp.uint32)
     draws_S = jnp.concatenate([words_W & 0xFFFF, words_W >> 16])[:size]
     return (draws_S >= threshold).reshape(shape), 1.0 - threshold / 65536
 

@@ -1,6 +1,8 @@
 """The step profiler's summary: events of a real trace are attributed to the HLO ops that
 ran them and to the right kind of op."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -26,6 +28,22 @@ def test_category_rules():
                             "jit(f)/while/body/dynamic_update_slice") == "layout copy"
     assert profile.category("loop_add_fusion", "fusion",
                             "transpose(jvp(f))/layer_1/add") == "other"
+
+
+@pytest.mark.parametrize("bits", [16, 32])
+def test_dropout_bits_are_found_in_a_compiled_module(bits):
+    """The model's dropout draws its bits under a name the "dropout RNG" rule knows."""
+    from bert_jax.modeling.layers import Dropout
+
+    drop = lambda x, key: Dropout(0.1, bits=bits).apply({}, x, deterministic=False,
+                                                        rngs={"dropout": key})
+    hlo = jax.jit(drop).lower(jnp.ones((8, 64)), jax.random.key(0)).compile().as_text()
+    roots = profile._fused_roots(hlo)
+    # The fusions that compute random words (uint32 arrays) all count as dropout RNG.
+    cats = [profile.category(name, opcode, op_name, roots.get(name, ""))
+            for name, (shape, opcode, op_name) in profile._instructions(hlo).items()
+            if opcode == "fusion" and re.match(r"u32\[\d", shape)]
+    assert cats and set(cats) == {"dropout RNG"}, cats
 
 
 def test_summary_of_a_real_trace_finds_the_matmul(tmp_path):
