@@ -184,7 +184,7 @@ def summarize(tot, maximum=jnp.maximum):
 
 def _reduce(sums):
     """Global metrics from per-device sums (psum over the device axis)."""
-    return summarize(lax.psum(sums, AXIS))
+    return summarize(device_sum(sums))
 
 
 def _accumulated_grads(params, batch, masked, cfg: StepConfig, dropout_key, counts):
@@ -225,10 +225,10 @@ def train_step(state: TrainState, batch, base_key, cfg: StepConfig):
     mask_key, dropout_key = jax.random.split(base_key)
     masked = _masked_batch(batch, mask_key, state.step, cfg)
     dropout_key = step_dropout_key(dropout_key, state.step, cfg.model)
-    counts = {"mlm": lax.psum(masked["masked_weights"].sum(), AXIS),
-              "sentence": lax.psum(jnp.float32(batch["input_ids"].shape[0]), AXIS)}
+    counts = {"mlm": device_sum(masked["masked_weights"].sum()),
+              "sentence": device_sum(jnp.float32(batch["input_ids"].shape[0]))}
     if cfg.model.coarse_vocab_size:
-        counts["coarse_mlm"] = lax.psum(masked["coarse_masked_weights"].sum(), AXIS)
+        counts["coarse_mlm"] = device_sum(masked["coarse_masked_weights"].sum())
     grads, sums = _accumulated_grads(state.params, batch, masked, cfg, dropout_key, counts)
     return apply_gradients(state, device_mean(grads), _reduce(sums), batch,
                            guard=cfg.update_guard)
@@ -253,6 +253,13 @@ def step_dropout_key(key, step, model: ModelConfig):
 #             elsewhere. A GPU runs a conditional by copying its predicate to the host and
 #             waiting for it, a stall of the launch queue once per step: not yet measured.
 UPDATE_GUARDS = ("auto", "cond", "select")
+
+
+def device_sum(tree):
+    """lax.psum over the device axis; the identity on one device, where XLA:CPU would still
+    run the all-reduce and wait for it (the counts' one, right after masking, put masking's
+    measured cost at 2.4-4.6% of BERT-base's CPU step: BENCHMARKS.md)."""
+    return tree if lax.axis_size(AXIS) == 1 else lax.psum(tree, AXIS)
 
 
 def device_mean(tree):
@@ -296,7 +303,9 @@ def apply_gradients(state: TrainState, grads, metrics: dict, batch, *, guard: st
     metrics["nonfinite"] = (~finite).astype(jnp.float32)
     metrics["skipped_steps"] = skipped.astype(jnp.float32)
     if "stop" in batch:  # a stop request of any process, seen by all (loop.py); not logged
-        metrics["stop"] = lax.pmax(jnp.max(batch["stop"]), AXIS).astype(jnp.float32)
+        stop = jnp.max(batch["stop"])
+        stop = stop if lax.axis_size(AXIS) == 1 else lax.pmax(stop, AXIS)
+        metrics["stop"] = stop.astype(jnp.float32)
     return new_state, metrics
 
 
@@ -310,8 +319,7 @@ def eval_step(params, batch, base_key, cfg: StepConfig):
     counts = {"mlm": jnp.float32(1.0), "sentence": jnp.float32(1.0),
               "coarse_mlm": jnp.float32(1.0)}
     _, sums = _losses(params, batch, masked, cfg, dropout_key=None, counts=counts)
-    sums = lax.psum(sums, AXIS)
-    return sums
+    return device_sum(sums)
 
 
 def eval_predictions(params, batch, base_key, cfg: StepConfig, top_k: int = 5):
