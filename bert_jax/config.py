@@ -113,9 +113,9 @@ class ModelConfig:
     hidden_dropout: float = 0.1
     attention_dropout: float = 0.1
     # Random bits per dropout decision. 16: two decisions per 32-bit word, the rate rounded
-    # to a multiple of 2^-16 (0.1 -> 0.1000061); generating the bits was ~5% of BERT-base's
-    # step. 32: flax's nn.Dropout (jax.random.bernoulli). Same distribution up to that
-    # rounding, different masks.
+    # to a multiple of 2^-16 (0.1 -> 0.1000061); generating 32 bits was ~5% of the op time
+    # of BERT-base's CPU step. 32: flax's nn.Dropout (jax.random.bernoulli). The same
+    # distribution up to that rounding, different masks.
     dropout_bits: int = 16
     initializer_range: float = 0.02
     layer_norm_eps: float = 1e-12

@@ -32,7 +32,7 @@ from bert_jax import losses
 from bert_jax.config import ModelConfig
 from bert_jax.modeling.task_models import task_model
 from bert_jax.training.step import (AXIS, TrainState, apply_gradients, device_mean,
-                                    step_dropout_key)
+                                    device_sum, step_dropout_key)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,15 +114,14 @@ def summarize(tot: dict) -> dict:
 def train_step(state: TrainState, batch, base_key, cfg: FinetuneStepConfig):
     """One optimizer step on this device's rows; returns (new state, global metrics)."""
     dropout_key = step_dropout_key(base_key, state.step, cfg.model)
-    weight_sum = lax.psum(_weight_sum(batch, cfg), AXIS)
+    weight_sum = device_sum(_weight_sum(batch, cfg))
 
     def objective(params):
         sums = loss_sums(params, batch, cfg, dropout_key)
         return lax.axis_size(AXIS) * sums["loss"] / jnp.maximum(weight_sum, 1.0), sums
 
     grads, sums = jax.grad(objective, has_aux=True)(state.params)
-    return apply_gradients(state, device_mean(grads), summarize(lax.psum(sums, AXIS)),
-                           batch)
+    return apply_gradients(state, device_mean(grads), summarize(device_sum(sums)), batch)
 
 
 def _weight_sum(batch, cfg: FinetuneStepConfig):
@@ -134,7 +133,7 @@ def _weight_sum(batch, cfg: FinetuneStepConfig):
 def eval_step(params, batch, base_key, cfg: FinetuneStepConfig) -> dict:
     """Global loss sums of an eval batch (padding rows weigh 0), dropout off."""
     del base_key
-    return lax.psum(loss_sums(params, batch, cfg), AXIS)
+    return device_sum(loss_sums(params, batch, cfg))
 
 
 def predict_step(params, batch, base_key, cfg: FinetuneStepConfig) -> dict:

@@ -115,8 +115,9 @@ def test_nonfinite_step_is_skipped_and_counted(guard, num_devices):
 
 
 def test_update_guards_compute_the_same_state():
-    """lax.cond around the update, or jnp.where on its results: bit-identical after 3
-    finite steps (the guard is a speed choice only)."""
+    """lax.cond around the update, or jnp.where on its results: the same arithmetic, equal
+    to the bit after 3 finite steps of this model (XLA may round a value differently in
+    other programs: BENCHMARKS.md)."""
     batches = [synthetic.batch(seed=s) for s in range(3)]
     states = []
     for guard in ("cond", "select"):
