@@ -257,17 +257,20 @@ def step_dropout_key(key, step, model: ModelConfig):
 UPDATE_GUARDS = ("auto", "cond", "select")
 
 
+def _across_devices(collective, tree):
+    """`collective` (lax.psum, pmean, pmax) over the device axis; the identity on one device,
+    where XLA:CPU would still run the all-reduce and wait for it: the gradients' one is a
+    copy of every gradient, and the counts' one, right after masking, put masking's measured
+    cost at 2.4-4.6% of BERT-base's CPU step (BENCHMARKS.md)."""
+    return tree if lax.axis_size(AXIS) == 1 else collective(tree, AXIS)
+
+
 def device_sum(tree):
-    """lax.psum over the device axis; the identity on one device, where XLA:CPU would still
-    run the all-reduce and wait for it (the counts' one, right after masking, put masking's
-    measured cost at 2.4-4.6% of BERT-base's CPU step: BENCHMARKS.md)."""
-    return tree if lax.axis_size(AXIS) == 1 else lax.psum(tree, AXIS)
+    return _across_devices(lax.psum, tree)
 
 
 def device_mean(tree):
-    """lax.pmean over the device axis; the identity on one device, where XLA:CPU would still
-    run the all-reduce, as a copy of every gradient."""
-    return tree if lax.axis_size(AXIS) == 1 else lax.pmean(tree, AXIS)
+    return _across_devices(lax.pmean, tree)
 
 
 def apply_gradients(state: TrainState, grads, metrics: dict, batch, *, guard: str = "auto"):
@@ -305,9 +308,7 @@ def apply_gradients(state: TrainState, grads, metrics: dict, batch, *, guard: st
     metrics["nonfinite"] = (~finite).astype(jnp.float32)
     metrics["skipped_steps"] = skipped.astype(jnp.float32)
     if "stop" in batch:  # a stop request of any process, seen by all (loop.py); not logged
-        stop = jnp.max(batch["stop"])
-        stop = stop if lax.axis_size(AXIS) == 1 else lax.pmax(stop, AXIS)
-        metrics["stop"] = stop.astype(jnp.float32)
+        metrics["stop"] = _across_devices(lax.pmax, jnp.max(batch["stop"])).astype(jnp.float32)
     return new_state, metrics
 
 
