@@ -10,6 +10,11 @@ bias + activation recomputed in the backward pass (remat "activation"). Each cas
 in alternating rounds in one process and reported as the median milliseconds of one call.
 """
 
+if __name__ == "__main__":  # first, since it may restart the process: huge pages for XLA:CPU
+    from bert_jax.training.host_memory import reexec_with_huge_pages
+
+    reexec_with_huge_pages()
+
 import json
 import statistics
 import time

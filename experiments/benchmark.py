@@ -19,6 +19,11 @@ against the step's consumption; `--profile DIR` traces the step and sums its tim
 of op.
 """
 
+if __name__ == "__main__":  # first, since it may restart the process: huge pages for XLA:CPU
+    from bert_jax.training.host_memory import reexec_with_huge_pages
+
+    reexec_with_huge_pages()
+
 import json
 import os
 import statistics
@@ -154,7 +159,7 @@ def main(argv):
         sys.exit(f"error: --attention cudnn needs an NVIDIA GPU; this JAX runs on "
                  f"{jax.default_backend()}: use --attention xla")
     jax.config.update("jax_default_prng_impl", FLAGS.prng_impl)
-    from bert_jax.training import benchmark as bench_lib
+    from bert_jax.training import benchmark as bench_lib, host_memory
 
     bench = bench_lib.BenchConfig(
         model=FLAGS.model, seq_len=FLAGS.seq_len, batch_size=FLAGS.batch_size,
@@ -177,7 +182,8 @@ def main(argv):
         sys.exit(f"error: {err}")
     print(f"{bench.model}: {timer.num_params / 1e6:.1f}M parameters; "
           f"{timer.par.num_devices} x {timer.par.devices[0].device_kind}; compiled in "
-          f"{timer.compile_time_s:.1f} s", flush=True)
+          f"{timer.compile_time_s:.1f} s; host memory huge pages "
+          f"{'on' if host_memory.huge_pages_active() else 'off'}", flush=True)
     timers = {"bert_jax": timer}
     if FLAGS.masking_cost:
         timers["premasked"] = bench_lib.StepTimer(bench, premasked=True)

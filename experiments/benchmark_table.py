@@ -21,6 +21,8 @@ def row(name: str, r: dict) -> str:
              f"{r['tokens_per_sec']:,.0f}", f"{100 * r['mfu']:.1f}%",
              f"{r['peak_flops'] / 1e12:.3g}", f"{r['peak_memory_bytes'] / 2**30:.1f}"]
     extra = [f"XLA_FLAGS={r['xla_flags']}"] if r.get("xla_flags") else []
+    if r.get("host_huge_pages") is False:  # absent in records from before the field
+        extra.append("no huge pages for host memory")
     if r.get("remat", "none") != "none":
         extra.append(f"remat={r['remat']}")
     if "against" in r:

@@ -8,6 +8,11 @@ Flags parse into one ml_collections config; all the work is `finetune`. Restarti
 same --workdir resumes from its newest checkpoint.
 """
 
+if __name__ == "__main__":  # first, since it may restart the process: huge pages for XLA:CPU
+    from bert_jax.training.host_memory import reexec_with_huge_pages
+
+    reexec_with_huge_pages()
+
 import os
 import sys
 

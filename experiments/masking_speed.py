@@ -7,6 +7,11 @@ Prints one line per (strategy, length): the median wall time of a compiled call 
 [CLS] a [SEP] b [SEP] batches with multi-piece words and phrases, in milliseconds.
 """
 
+if __name__ == "__main__":  # first, since it may restart the process: huge pages for XLA:CPU
+    from bert_jax.training.host_memory import reexec_with_huge_pages
+
+    reexec_with_huge_pages()
+
 import time
 
 from absl import app, flags

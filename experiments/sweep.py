@@ -10,6 +10,11 @@ Rerunning skips finished points and resumes unfinished ones. All the work is
 `bert_jax.sweeps.run_sweep`.
 """
 
+if __name__ == "__main__":  # first, since it may restart the process: huge pages for XLA:CPU
+    from bert_jax.training.host_memory import reexec_with_huge_pages
+
+    reexec_with_huge_pages()
+
 import os
 import sys
 

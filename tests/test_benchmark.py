@@ -87,6 +87,12 @@ def test_benchmark_cli_reports_a_consistent_record(tmp_path):
     assert r["against_speedup"] == pytest.approx(r["step_time_ms"] / r["against_step_time_ms"])
     assert "with remat=activation,scan_layers=false: step" in run.stdout
     assert r["compiled_memory_bytes"] > 0 and r["against_compiled_memory_bytes"] > 0
+    # The CLI re-executed itself with huge pages for malloc where the machine allows it.
+    from bert_jax.training import host_memory
+
+    assert r["host_huge_pages"] == (host_memory.huge_pages_active() or (
+        host_memory.tunables_with_huge_pages(os.environ, host_memory.thp_mode(),
+                                             host_memory.glibc_version()) is not None))
     assert r["packing_overhead"] == pytest.approx(
         r["packed_step_time_ms"] / r["step_time_ms"] - 1)
     # experiments/benchmark_table.py: one markdown row per record, under its header.

@@ -22,6 +22,7 @@ from bert_jax.config import SIZES, ModelConfig, model_config_for
 from bert_jax.masking import MaskingConfig
 from bert_jax.metrics.flops import train_flops_per_step
 from bert_jax.modeling.models import init_params, pretraining_model
+from bert_jax.training import host_memory
 from bert_jax.training.optimizer import make_optimizer
 from bert_jax.training.parallel import Parallel
 from bert_jax.training.step import PREMASKED_KEYS, UPDATE_GUARDS, StepConfig, TrainState
@@ -269,5 +270,6 @@ def summarize(bench: BenchConfig, timer: StepTimer, times: list[float],
         "peak_memory_bytes": memory,
         "peak_memory_source": memory_source,
         "compiled_memory_bytes": timer.compiled_memory_bytes(),
+        "host_huge_pages": host_memory.huge_pages_active(),
     }
 
