@@ -130,9 +130,13 @@ class ModelConfig:
     # nn.scan over layers: compile time independent of depth; params stacked on axis 0.
     scan_layers: bool = True
     # Layers per iteration of that scan (lax.scan's unroll): the parameter layout stays
-    # stacked. On an H100 all layers in one iteration ran as fast as unrolled layers and 4
-    # per iteration barely faster than 1 (BENCHMARKS.md); compile time grows with it.
-    scan_unroll: int = 1
+    # stacked, so it may change between runs of one checkpoint. 0 ("auto"): all layers on a
+    # CPU, where XLA's loop copies every layer's weights and saved activations in and out
+    # of the stacked buffers (all in one iteration: BERT-base's CPU step 1.09x, compiling
+    # in 10 s instead of 6 s; BENCHMARKS.md), and 1 on accelerators, where compile time
+    # matters more (on an H100 all layers in one iteration ran as fast as unrolled layers,
+    # 4 per iteration barely faster than 1). See layers_per_iteration.
+    scan_unroll: int = 0
     remat: str = "none"
     attention_impl: str = "xla"  # one of ATTENTION_IMPLS; numerics equal up to rounding
     hidden_act: str = "gelu"  # one of ACTIVATIONS; feed-forward and MLM-head transform
@@ -171,6 +175,12 @@ class ModelConfig:
     @property
     def head_dim(self) -> int:
         return self.hidden_size // self.num_heads
+
+    def layers_per_iteration(self, platform: str) -> int:
+        """scan_unroll with 0 ("auto") resolved for the backend ("cpu", "gpu", "tpu")."""
+        if self.scan_unroll:
+            return self.scan_unroll
+        return max(self.num_layers, 1) if platform == "cpu" else 1
 
     @property
     def embedding_width(self) -> int:
@@ -213,9 +223,10 @@ class ModelConfig:
         if self.next_sentence and self.sentence_order:
             raise ConfigError("model.next_sentence (BERT's NSP) and model.sentence_order "
                               "(ALBERT's SOP) are both on; keep one of them")
-        if not 1 <= self.scan_unroll <= max(self.num_layers, 1):
-            raise ConfigError(f"model.scan_unroll must be in [1, num_layers="
-                              f"{self.num_layers}], got {self.scan_unroll}")
+        if not 0 <= self.scan_unroll <= max(self.num_layers, 1):
+            raise ConfigError(f"model.scan_unroll must be in [0, num_layers="
+                              f"{self.num_layers}] (0: all layers on a CPU, 1 elsewhere), "
+                              f"got {self.scan_unroll}")
         if self.embedding_size < 0:
             raise ConfigError(f"model.embedding_size must be >= 0 (0 = hidden_size, no "
                               f"factorization), got {self.embedding_size}")

@@ -53,8 +53,8 @@ flags.DEFINE_string("against", None,
                     "and print the ratio: an A/B measured in one process.")
 flags.DEFINE_bool("scan_layers", True, "nn.scan over the layers (model.scan_layers); "
                   "--noscan_layers unrolls them.")
-flags.DEFINE_integer("scan_unroll", 1, "Layers per iteration of the layer scan "
-                     "(model.scan_unroll).")
+flags.DEFINE_integer("scan_unroll", 0, "Layers per iteration of the layer scan "
+                     "(model.scan_unroll; 0: all layers on a CPU, 1 elsewhere).")
 flags.DEFINE_integer("rounds", 3, "Alternating rounds when comparing (steps split among them).")
 flags.DEFINE_float("dropout", 0.1, "Hidden dropout, and attention dropout unless "
                    "--attention_dropout is given (BERT: 0.1 for both).")

@@ -13,7 +13,9 @@ def row(name: str, r: dict) -> str:
     drop = r.get("dropout", 0.1)
     adrop = r.get("attention_dropout")
     adrop = drop if adrop is None else adrop
-    layout = "scan" if r.get("scan_layers", True) else "unrolled"
+    per_iteration = r.get("layers_per_scan_iteration", r.get("scan_unroll", 1))
+    layout = ("unrolled" if not r.get("scan_layers", True) else
+              "scan" if per_iteration == 1 else f"scan, {per_iteration} per iteration")
     dtype = r["dtype"] + (" (bf16 residual)" if r.get("residual_dtype") == "bfloat16" else "")
     cells = [name, r["model"], str(r["seq_len"]), str(r["batch_size"]), dtype, attn,
              f"{drop:g}/{adrop:g}", r.get("prng_impl", "threefry2x32"), layout,

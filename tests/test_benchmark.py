@@ -107,7 +107,7 @@ def test_benchmark_cli_reports_a_consistent_record(tmp_path):
 
 @pytest.mark.parametrize("flags,message", [
     (("--batch_size", "12"), "error: --batch_size (12)"),
-    (("--scan_unroll", "3"), "error: model.scan_unroll must be in [1, num_layers=2], got 3"),
+    (("--scan_unroll", "3"), "error: model.scan_unroll must be in [0, num_layers=2]"),
     (("--against", "model=large"), "error: --against: 'model=large': expected FIELD=VALUE"),
     (("--against", "scan_layers=maybe"), "error: --against: scan_layers takes true or false"),
     (("--against", "remat=some"), "error: --against: model.remat must be one of"),

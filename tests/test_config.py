@@ -160,8 +160,9 @@ def test_run_config_of_another_family_validates():
      r"model\.sentence_order needs model\.pooler"),
     (dict(family="gpt"), r"model\.family must be one of"),
     (dict(residual_dtype="float64"), r"model\.residual_dtype must be one of"),
-    (dict(scan_unroll=0), r"model\.scan_unroll must be in \[1, num_layers=12\], got 0"),
-    (dict(scan_unroll=13), r"model\.scan_unroll must be in \[1, num_layers=12\], got 13"),
+    (dict(scan_unroll=-1), r"model\.scan_unroll must be in \[0, num_layers=12\] \(0: all "
+                           r"layers on a CPU, 1 elsewhere\), got -1"),
+    (dict(scan_unroll=13), r"model\.scan_unroll must be in \[0, num_layers=12\]"),
 ])
 def test_bad_family_fields_are_named(fields, message):
     import dataclasses
@@ -170,6 +171,16 @@ def test_bad_family_fields_are_named(fields, message):
 
     with pytest.raises(ConfigError, match=message):
         dataclasses.replace(ModelConfig(), **fields).check()
+
+
+def test_scan_unroll_auto_is_all_layers_on_a_cpu_only():
+    from bert_jax.config import ModelConfig
+
+    auto = ModelConfig(num_layers=12)
+    assert auto.scan_unroll == 0  # the default
+    assert auto.layers_per_iteration("cpu") == 12
+    assert auto.layers_per_iteration("gpu") == auto.layers_per_iteration("tpu") == 1
+    assert ModelConfig(num_layers=12, scan_unroll=4).layers_per_iteration("cpu") == 4
 
 
 def test_packed_documents_needs_single_segment_rows_and_no_coarse_tokens():

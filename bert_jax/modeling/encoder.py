@@ -51,6 +51,11 @@ class _ScannedBlock(nn.Module):
                                                 self.deterministic), None
 
 
+def _unroll(config: ModelConfig) -> int:
+    """Layers per scan iteration on the backend JAX runs on (scan_unroll 0 is "auto")."""
+    return config.layers_per_iteration(jax.default_backend())
+
+
 def _maybe_remat(block_cls, config: ModelConfig, *, scanned: bool):
     if config.remat not in _REMAT_POLICIES:  # "none"; "activation" is the block's own
         return block_cls
@@ -76,7 +81,7 @@ class Encoder(nn.Module):
         if c.scan_layers:
             stack = nn.scan(_ScannedBlock, variable_axes={"params": 0},
                             split_rngs={"params": True, "dropout": True},
-                            in_axes=nn.broadcast, length=c.num_layers, unroll=c.scan_unroll)
+                            in_axes=nn.broadcast, length=c.num_layers, unroll=_unroll(c))
             x_BxLxH, _ = stack(c, deterministic, name="layers")(x_BxLxH, attention_mask)
             return x_BxLxH
         block_cls = _maybe_remat(TransformerBlock, c, scanned=False)
@@ -90,7 +95,7 @@ class Encoder(nn.Module):
             # Parameters are broadcast (closed over), not scanned; dropout differs per layer.
             stack = nn.scan(_ScannedBlock, variable_broadcast="params",
                             split_rngs={"params": False, "dropout": True},
-                            in_axes=nn.broadcast, length=c.num_layers, unroll=c.scan_unroll)
+                            in_axes=nn.broadcast, length=c.num_layers, unroll=_unroll(c))
             x_BxLxH, _ = stack(c, deterministic, name="shared")(x_BxLxH, attention_mask)
             return x_BxLxH
         # The same bound module called num_layers times: one set of parameters, and a fresh

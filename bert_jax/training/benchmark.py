@@ -46,7 +46,7 @@ class BenchConfig:
     prng_impl: str = "threefry2x32"  # jax_default_prng_impl the caller set (recorded)
     remat: str = "none"
     scan_layers: bool = True  # nn.scan over layers (False: unrolled, one HLO block per layer)
-    scan_unroll: int = 1  # layers per scan iteration
+    scan_unroll: int = 0  # layers per scan iteration (0: the model's "auto")
     residual_dtype: str = "float32"  # the residual stream between LayerNorms
     grad_accum: int = 1
     attention_impl: str = "xla"
@@ -271,5 +271,8 @@ def summarize(bench: BenchConfig, timer: StepTimer, times: list[float],
         "peak_memory_source": memory_source,
         "compiled_memory_bytes": timer.compiled_memory_bytes(),
         "host_huge_pages": host_memory.huge_pages_active(),
+        # scan_unroll resolved for this backend (None: unrolled layers, no scan)
+        "layers_per_scan_iteration": (timer.model.layers_per_iteration(device.platform)
+                                      if bench.scan_layers else None),
     }
 

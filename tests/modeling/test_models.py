@@ -66,10 +66,11 @@ def test_init_is_normal_002_and_tied_decoder():
 
 @pytest.mark.parametrize("overrides", [dict(scan_layers=False), dict(remat="full"),
                                        dict(remat="dots"), dict(remat="activation"),
-                                       dict(scan_unroll=2)])
+                                       dict(scan_unroll=2), dict(scan_unroll=0)])
 def test_layer_variants_match_scanned(overrides):
-    """Unrolled and remat'ed stacks compute the same function as the scanned one."""
-    model, params = _model()
+    """Unrolled and remat'ed stacks compute the same function as the scanned one (one layer
+    per loop iteration)."""
+    model, params = _model(scan_unroll=1)
     other, other_params = _model(**overrides)
     if not overrides.get("scan_layers", True):
         stacked = params["encoder"]["layers"]["block"]
@@ -109,6 +110,17 @@ def test_remat_activation_keeps_only_the_matmul_output(act):
     layers = model.config.num_layers
     assert counts["activation"] == 2 * layers
     assert counts["none"] >= 3 * layers
+
+
+@pytest.mark.parametrize("scan_unroll,loops", [(0, 0), (1, 1), (2, 0)])
+def test_scan_unroll_auto_runs_all_layers_in_one_piece_on_a_cpu(scan_unroll, loops):
+    """0 ("auto") is all layers per iteration on a CPU (this suite's backend), which leaves
+    no loop at all; 1 keeps the loop over layers."""
+    model, params = _model(scan_unroll=scan_unroll)
+    b = synthetic.batch(batch_size=2, seq_len=16)
+    loss = lambda p: model.apply({"params": p}, b["input_ids"], b["attention_mask"],
+                                 b["token_type_ids"])["mlm_logits"].sum()
+    assert jax.jit(loss).lower(params).as_text().count("stablehlo.while") == loops
 
 
 def test_attention_paths_agree_without_dropout():
