@@ -211,7 +211,9 @@ def main(argv):
           f"{result['model_flops_per_sec'] / 1e9:.1f} GFLOP/s of model FLOPs; matmul peak "
           f"{peak[0] / 1e9:.1f} GFLOP/s per device ({FLAGS.dtype}, N={peak[1]}); "
           f"MFU {100 * result['mfu']:.1f}%; peak memory "
-          f"{result['peak_memory_bytes'] / 2**30:.2f} GiB ({result['peak_memory_source']})")
+          f"{result['peak_memory_bytes'] / 2**30:.2f} GiB ({result['peak_memory_source']}); "
+          f"{result['minor_page_faults_per_step']:,.0f} page faults and "
+          f"{result['system_seconds_per_step']:.2f} s of system time per step")
     if FLAGS.profile:
         _profile(timer, FLAGS.profile, result)
     medians = {name: statistics.median(t) for name, t in times.items()}

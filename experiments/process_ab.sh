@@ -25,11 +25,14 @@ done
 python - "$out" "$rounds" "$assignment" <<'EOF'
 import json, statistics, sys
 out, rounds, assignment = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-steps = {side: [t for r in range(1, rounds + 1)
-                for t in json.load(open(f"{out}/{side}_{r}.json"))["step_time_ms_all"]]
-         for side in "ab"}
+records = {side: [json.load(open(f"{out}/{side}_{r}.json")) for r in range(1, rounds + 1)]
+           for side in "ab"}
+steps = {side: [t for r in records[side] for t in r["step_time_ms_all"]] for side in "ab"}
+faults = {side: statistics.median(r.get("minor_page_faults_per_step", float("nan"))
+                                  for r in records[side]) for side in "ab"}
 a, b = statistics.median(steps["a"]), statistics.median(steps["b"])
-print(f"a ({assignment}): {a:.1f} ms, b (without): {b:.1f} ms, median of "
+print(f"a ({assignment}): {a:.1f} ms, {faults['a']:,.0f} page faults per step; "
+      f"b (the environment as it is): {b:.1f} ms, {faults['b']:,.0f}; medians of "
       f"{len(steps['a'])} steps each over {rounds} alternating rounds: b is {a / b:.3f}x "
       f"the speed of a")
 EOF

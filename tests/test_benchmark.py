@@ -7,6 +7,7 @@ import sys
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from bert_jax.config import family_config, model_config_for
@@ -87,6 +88,8 @@ def test_benchmark_cli_reports_a_consistent_record(tmp_path):
     assert r["against_speedup"] == pytest.approx(r["step_time_ms"] / r["against_step_time_ms"])
     assert "with remat=activation,scan_layers=false: step" in run.stdout
     assert r["compiled_memory_bytes"] > 0 and r["against_compiled_memory_bytes"] > 0
+    assert r["minor_page_faults_per_step"] > 0 and r["system_seconds_per_step"] >= 0
+    assert "page faults and" in run.stdout
     # The CLI re-executed itself with huge pages for malloc where the machine allows it.
     from bert_jax.training import host_memory
 
@@ -168,3 +171,30 @@ def test_timed_steps_queue_the_next_step_before_reading_the_loss(overlap):
         before = order.index(("dispatch", i + 1)) < order.index(("read", i))
         assert before == overlap
     assert [e for e in log if e[0] == "dispatch"] == [("dispatch", i) for i in range(4)]
+
+
+@pytest.mark.slow  # four benchmark processes: ~1-2 min
+def test_process_ab_alternates_processes_with_and_without_the_assignment(tmp_path):
+    """experiments/process_ab.sh: process a runs with the variable, b without; the summary
+    is the ratio of the medians of all their steps."""
+    from bert_jax.training import host_memory
+
+    env = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES",
+                                                             "BERT_JAX_HUGE_PAGES")}
+    run = subprocess.run(
+        ["bash", "experiments/process_ab.sh", str(tmp_path), "2", "BERT_JAX_HUGE_PAGES=0",
+         "--model", "tiny", "--seq_len", "16", "--batch_size", "8", "--steps", "2"],
+        cwd=ROOT, env=dict(env, JAX_PLATFORMS="cpu"), capture_output=True, text=True,
+        timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    records = {n: json.loads((tmp_path / f"{n}.json").read_text())
+               for n in ("a_1", "b_1", "a_2", "b_2")}
+    assert not records["a_1"]["host_huge_pages"] and not records["a_2"]["host_huge_pages"]
+    expected = host_memory.tunables_with_huge_pages(env, host_memory.thp_mode(),
+                                                    host_memory.glibc_version()) is not None
+    assert records["b_1"]["host_huge_pages"] == records["b_2"]["host_huge_pages"] == expected
+    median = lambda side: float(np.median(records[f"{side}_1"]["step_time_ms_all"]
+                                          + records[f"{side}_2"]["step_time_ms_all"]))
+    last = run.stdout.strip().splitlines()[-1]
+    assert last.startswith("a (BERT_JAX_HUGE_PAGES=0): ")
+    assert last.endswith(f"b is {median('a') / median('b'):.3f}x the speed of a")

@@ -9,8 +9,10 @@ donated state. Batches are random full-length `[CLS] a [SEP] b [SEP]` rows.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import math
+import resource
 import statistics
 import time
 import types
@@ -151,6 +153,7 @@ class StepTimer:
     def __init__(self, bench: BenchConfig, *, premasked: bool = False, packs: int = 1,
                  devices=None):
         self.bench = bench
+        self._host = collections.Counter()  # steps, minor page faults, system seconds (run)
         self.model = bench.model_config()
         self.step_cfg = StepConfig(model=self.model,
                                    masking=masking_config(bench, self.model.vocab_size),
@@ -177,13 +180,27 @@ class StepTimer:
         self.memory = self.compiled.memory_analysis()
 
     def run(self, steps: int) -> list[float]:
-        """Seconds of each of `steps` steps (see timed_steps)."""
+        """Seconds of each of `steps` steps (see timed_steps). Also counts the process's
+        minor page faults and system CPU time during them (`host_costs`)."""
 
         def dispatch():
             self.state, metrics = self.compiled(self.state, self.batch, self.key)
             return metrics["loss"]
 
-        return timed_steps(dispatch, steps)
+        before = resource.getrusage(resource.RUSAGE_SELF)
+        times = timed_steps(dispatch, steps)
+        after = resource.getrusage(resource.RUSAGE_SELF)
+        self._host.update(steps=steps, faults=after.ru_minflt - before.ru_minflt,
+                          system_s=after.ru_stime - before.ru_stime)
+        return times
+
+    def host_costs(self) -> dict[str, float]:
+        """Per step run so far: the process's minor page faults (memory the kernel had to
+        map in) and system CPU seconds. On a CPU backend they show what allocating host
+        memory costs the step (host_memory.py)."""
+        steps = max(self._host["steps"], 1)
+        return {"minor_page_faults_per_step": self._host["faults"] / steps,
+                "system_seconds_per_step": self._host["system_s"] / steps}
 
     def peak_memory_bytes(self) -> tuple[int, str]:
         """Device peak when the backend reports it (GPU/TPU), else XLA's static estimate of
@@ -271,6 +288,7 @@ def summarize(bench: BenchConfig, timer: StepTimer, times: list[float],
         "peak_memory_source": memory_source,
         "compiled_memory_bytes": timer.compiled_memory_bytes(),
         "host_huge_pages": host_memory.huge_pages_active(),
+        **timer.host_costs(),
         # scan_unroll resolved for this backend (None: unrolled layers, no scan)
         "layers_per_scan_iteration": (timer.model.layers_per_iteration(device.platform)
                                       if bench.scan_layers else None),
