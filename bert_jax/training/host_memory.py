@@ -24,7 +24,8 @@ import os
 import re
 import sys
 
-OPT_OUT = "BERT_JAX_HUGE_PAGES"  # "0": leave malloc as it is
+OPT_OUT = "BERT_JAX_HUGE_PAGES"  # "0" (or false/off/no): leave malloc as it is
+_OFF, _ON = ("0", "false", "off", "no"), ("", "1", "true", "on", "yes")
 TUNABLE = "glibc.malloc.hugetlb"
 _THP_MODE_FILE = "/sys/kernel/mm/transparent_hugepage/enabled"
 
@@ -55,7 +56,11 @@ def tunables_with_huge_pages(env, mode: str | None,
     """The GLIBC_TUNABLES value to re-execute with, or None to leave the process as it is
     (see the module docstring for when)."""
     tunables = env.get("GLIBC_TUNABLES", "")
-    if (env.get(OPT_OUT, "1") == "0" or mode != "madvise" or glibc is None
+    choice = env.get(OPT_OUT, "").strip().lower()
+    if choice not in _OFF + _ON:
+        raise ValueError(f"{OPT_OUT} must be 0 (no huge pages for host memory) or 1, got "
+                         f"{env[OPT_OUT]!r}")
+    if (choice in _OFF or mode != "madvise" or glibc is None
             or glibc < (2, 35) or TUNABLE in tunables):
         return None
     return f"{tunables}:{TUNABLE}=1" if tunables else f"{TUNABLE}=1"
@@ -76,7 +81,10 @@ def reexec_with_huge_pages() -> None:
     """Re-executes this command with huge pages for malloc, where that applies (module
     docstring); returns only when it does not. Call it before anything else of the run:
     whatever the process did before is done again."""
-    tunables = tunables_with_huge_pages(os.environ, thp_mode(), glibc_version())
+    try:
+        tunables = tunables_with_huge_pages(os.environ, thp_mode(), glibc_version())
+    except ValueError as err:
+        sys.exit(f"error: {err}")
     argv = getattr(sys, "orig_argv", None)  # the interpreter's own arguments, -m included
     if tunables is None or not argv or not sys.executable:
         return

@@ -29,6 +29,7 @@ needs_madvise_thp = pytest.mark.skipif(
     ({"GLIBC_TUNABLES": f"{TUNABLE}=1"}, "madvise", GLIBC, None),  # done: no second exec
     ({"BERT_JAX_HUGE_PAGES": "0"}, "madvise", GLIBC, None),  # the opt-out
     ({"BERT_JAX_HUGE_PAGES": "1"}, "madvise", GLIBC, f"{TUNABLE}=1"),
+    ({"BERT_JAX_HUGE_PAGES": "Off"}, "madvise", GLIBC, None),
     ({}, "always", GLIBC, None),  # the kernel already gives huge pages
     ({}, "never", GLIBC, None),  # ... or never does
     ({}, None, GLIBC, None),  # not Linux, no THP
@@ -37,6 +38,17 @@ needs_madvise_thp = pytest.mark.skipif(
 ])
 def test_when_the_process_is_re_executed(env, mode, glibc, expected):
     assert tunables_with_huge_pages(env, mode, glibc) == expected
+
+
+def test_a_misspelt_opt_out_is_an_error_not_ignored():
+    with pytest.raises(ValueError, match="BERT_JAX_HUGE_PAGES must be 0 .* or 1, got 'of'"):
+        tunables_with_huge_pages({"BERT_JAX_HUGE_PAGES": "of"}, "madvise", GLIBC)
+    run = subprocess.run([sys.executable, "-m", "experiments.pretrain", "--help"], cwd=ROOT,
+                         env=dict(os.environ, BERT_JAX_HUGE_PAGES="of"), capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode == 1
+    assert run.stderr.strip() == ("error: BERT_JAX_HUGE_PAGES must be 0 (no huge pages for "
+                                  "host memory) or 1, got 'of'")
 
 
 def test_huge_pages_active():
