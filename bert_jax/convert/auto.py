@@ -83,8 +83,7 @@ def init_params_from(path: str, model_cfg: ModelConfig, *, rng=None):
                 "(init_params_from(..., rng=key))")
         logging.warning("the checkpoint at %s has no %s; initialising it fresh", path,
                         ", ".join(missing))
-        init = jax.jit(init_params, static_argnums=0)  # eager Flax init is slow
-        fresh = names.to_hf(init(BertForPreTraining(model_cfg), rng), run)
+        fresh = names.to_hf(init_params(BertForPreTraining(model_cfg), rng), run)
         tensors.update({name: fresh[name] for flag in missing
                         for _, name, _ in names.head_rows(run.family, flag)})
     wanted = {name for _, name, _ in names.table(run)}

@@ -164,8 +164,7 @@ class StepTimer:
             raise ValueError(f"--batch_size ({bench.batch_size}) must be divisible by the "
                              f"devices ({self.par.num_devices}) x --grad_accum "
                              f"({bench.grad_accum})")
-        params = jax.jit(init_params, static_argnums=0)(pretraining_model(self.model),
-                                                        jax.random.key(bench.seed))
+        params = init_params(pretraining_model(self.model), jax.random.key(bench.seed))
         self.num_params = sum(int(x.size) for x in jax.tree.leaves(params))
         tx = make_optimizer(_train_config(bench.steps))
         self.state = self.par.replicate(TrainState.create(params, tx, jax.random.key(1)))

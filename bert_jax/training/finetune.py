@@ -229,7 +229,7 @@ def finetune(config, workdir: str) -> dict[str, float]:
 
     param_key, run_key = jax.random.split(jax.random.key(config.seed))
     model = task_model(model_cfg, task.kind, task.num_labels)
-    params = jax.jit(init_params, static_argnums=0)(model, param_key)
+    params = init_params(model, param_key)
     if pretrained is not None and checkpointer.latest_step() is None:
         params, new = warm_start(params, config, model_cfg, pretrained, param_key)
         say(f"initialised from {config.init_from}; new (random, seed {config.seed}): "

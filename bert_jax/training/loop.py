@@ -199,7 +199,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
     root = jax.random.key(config.seed)
     param_key, run_key = jax.random.split(root)
     model = pretraining_model(model_cfg)
-    params = jax.jit(init_params, static_argnums=0)(model, param_key)
+    params = init_params(model, param_key)
     if tc.init_from and checkpointer.latest_step() is None:  # resuming beats init_from
         from bert_jax.convert import init_params_from  # pulls in safetensors/TF readers
 
