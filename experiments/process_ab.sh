@@ -8,8 +8,10 @@
 #
 # Process "a" of each round runs with the assignment, "b" without (the environment as it
 # is). Records: OUT/a_<round>.json and OUT/b_<round>.json; the last line printed is the
-# median step time of each side over all rounds and b's speed relative to a's.
+# median step time of each side over all rounds and b's speed relative to a's. The
+# interpreter is $PYTHON when set (else python from PATH).
 set -euo pipefail
+py=${PYTHON:-python}
 if [ $# -lt 3 ]; then
   echo "usage: bash experiments/process_ab.sh OUT ROUNDS 'VAR=VALUE ...' [benchmark flags]" >&2
   exit 2
@@ -19,10 +21,10 @@ shift 3
 mkdir -p "$out"
 for ((r = 1; r <= rounds; r++)); do
   # shellcheck disable=SC2086  # the assignment splits into VAR=VALUE words on purpose
-  env $assignment python -m experiments.benchmark "$@" --json "$out/a_$r.json" | grep '^step'
-  python -m experiments.benchmark "$@" --json "$out/b_$r.json" | grep '^step'
+  env $assignment "$py" -m experiments.benchmark "$@" --json "$out/a_$r.json" | grep '^step'
+  "$py" -m experiments.benchmark "$@" --json "$out/b_$r.json" | grep '^step'
 done
-python - "$out" "$rounds" "$assignment" <<'EOF'
+"$py" - "$out" "$rounds" "$assignment" <<'EOF'
 import json, statistics, sys
 out, rounds, assignment = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 records = {side: [json.load(open(f"{out}/{side}_{r}.json")) for r in range(1, rounds + 1)]

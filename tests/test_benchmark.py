@@ -184,8 +184,8 @@ def test_process_ab_alternates_processes_with_and_without_the_assignment(tmp_pat
     run = subprocess.run(
         ["bash", "experiments/process_ab.sh", str(tmp_path), "1", "BERT_JAX_HUGE_PAGES=0",
          "--model", "tiny", "--seq_len", "16", "--batch_size", "8", "--steps", "3"],
-        cwd=ROOT, env=dict(env, JAX_PLATFORMS="cpu"), capture_output=True, text=True,
-        timeout=600)
+        cwd=ROOT, env=dict(env, JAX_PLATFORMS="cpu", PYTHON=sys.executable),
+        capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
     records = {n: json.loads((tmp_path / f"{n}.json").read_text()) for n in ("a_1", "b_1")}
     assert not records["a_1"]["host_huge_pages"]
