@@ -181,6 +181,11 @@ def test_process_ab_alternates_processes_with_and_without_the_assignment(tmp_pat
 
     env = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES",
                                                              "BERT_JAX_HUGE_PAGES")}
+    # A `python` on PATH that fails: the script must run the interpreter it is given.
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "python").write_text("#!/bin/sh\nexit 3\n")
+    (tmp_path / "bin" / "python").chmod(0o755)
+    env["PATH"] = f"{tmp_path / 'bin'}{os.pathsep}{env.get('PATH', '')}"
     run = subprocess.run(
         ["bash", "experiments/process_ab.sh", str(tmp_path), "1", "BERT_JAX_HUGE_PAGES=0",
          "--model", "tiny", "--seq_len", "16", "--batch_size", "8", "--steps", "3"],
