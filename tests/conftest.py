@@ -14,10 +14,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # changed program never hits a stale entry. XLA compiles are most of the suite's time: the
 # second run of an unchanged test module takes about a third as long. Subprocesses that
 # tests start inherit it. Set JAX_COMPILATION_CACHE_DIR to move it.
-os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(
-    os.path.expanduser("~"), ".cache", "bert_jax", "jax_test_programs"))
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = os.path.join(
+        os.path.expanduser("~"), ".cache", "bert_jax", "jax_test_programs")
+    # A size cap makes JAX keep the cache as an LRU, with a file of access times beside
+    # each entry. Only in the suite's own directory: in one that other JAX processes also
+    # fill without a cap (yours), their entries have no such files and every write of the
+    # suite fails (JAX warns "Error writing persistent compilation cache entry").
+    os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(2 * 2**30))  # bytes
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
-os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(2 * 2**30))  # bytes, LRU
 
 
 import pytest  # noqa: E402
