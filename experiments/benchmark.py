@@ -117,7 +117,7 @@ def _alternate(timers: dict, steps: int, rounds: int) -> dict[str, list[float]]:
     """Runs each timer's steps in `rounds` interleaved rounds (2 untimed steps first, and one
     at the start of each turn), so machine noise hits every contender alike."""
     for timer in timers.values():
-        timer.run(2)
+        timer.run(2, warmup=True)
     per_round = max(1, -(-steps // rounds))
     times = {name: [] for name in timers}
     for _ in range(rounds):
@@ -125,7 +125,7 @@ def _alternate(timers: dict, steps: int, rounds: int) -> dict[str, list[float]]:
             if rounds > 1:
                 # The first step after another framework's turn runs slow on a CPU (1-1.7 s
                 # more for BERT-base after transformers' steps): each turn starts untimed.
-                timer.run(1)
+                timer.run(1, warmup=True)
             times[name] += timer.run(per_round)
     return times
 
@@ -213,7 +213,9 @@ def main(argv):
           f"MFU {100 * result['mfu']:.1f}%; peak memory "
           f"{result['peak_memory_bytes'] / 2**30:.2f} GiB ({result['peak_memory_source']}); "
           f"{result['minor_page_faults_per_step']:,.0f} page faults and "
-          f"{result['system_seconds_per_step']:.2f} s of system time per step")
+          f"{result['system_seconds_per_step']:.2f} s of system time per step (per warm-up "
+          f"step: {result['warmup_minor_page_faults_per_step']:,.0f} and "
+          f"{result['warmup_system_seconds_per_step']:.2f} s)")
     if FLAGS.profile:
         _profile(timer, FLAGS.profile, result)
     medians = {name: statistics.median(t) for name, t in times.items()}

@@ -178,9 +178,11 @@ class StepTimer:
         self.compile_time_s = time.perf_counter() - t0
         self.memory = self.compiled.memory_analysis()
 
-    def run(self, steps: int) -> list[float]:
+    def run(self, steps: int, *, warmup: bool = False) -> list[float]:
         """Seconds of each of `steps` steps (see timed_steps). Also counts the process's
-        minor page faults and system CPU time during them (`host_costs`)."""
+        minor page faults and system CPU time during them (`host_costs`), apart for warm-up
+        steps: the first step after compiling, or after another framework's turn, maps in
+        fresh memory, which costs the kernel more than the steps after it do."""
 
         def dispatch():
             self.state, metrics = self.compiled(self.state, self.batch, self.key)
@@ -189,17 +191,22 @@ class StepTimer:
         before = resource.getrusage(resource.RUSAGE_SELF)
         times = timed_steps(dispatch, steps)
         after = resource.getrusage(resource.RUSAGE_SELF)
-        self._host.update(steps=steps, faults=after.ru_minflt - before.ru_minflt,
-                          system_s=after.ru_stime - before.ru_stime)
+        kind = "warmup_" if warmup else ""
+        self._host.update({kind + "steps": steps,
+                           kind + "faults": after.ru_minflt - before.ru_minflt,
+                           kind + "system_s": after.ru_stime - before.ru_stime})
         return times
 
     def host_costs(self) -> dict[str, float]:
-        """Per step run so far: the process's minor page faults (memory the kernel had to
-        map in) and system CPU seconds. On a CPU backend they show what allocating host
-        memory costs the step (host_memory.py)."""
-        steps = max(self._host["steps"], 1)
-        return {"minor_page_faults_per_step": self._host["faults"] / steps,
-                "system_seconds_per_step": self._host["system_s"] / steps}
+        """Per timed step run so far, and per warm-up step: the process's minor page faults
+        (memory the kernel had to map in) and system CPU seconds. On a CPU backend they
+        show what allocating host memory costs the step (host_memory.py)."""
+        out = {}
+        for kind in ("", "warmup_"):
+            steps = max(self._host[kind + "steps"], 1)
+            out[kind + "minor_page_faults_per_step"] = self._host[kind + "faults"] / steps
+            out[kind + "system_seconds_per_step"] = self._host[kind + "system_s"] / steps
+        return out
 
     def peak_memory_bytes(self) -> tuple[int, str]:
         """Device peak when the backend reports it (GPU/TPU), else XLA's static estimate of

@@ -59,8 +59,9 @@ class HFStepTimer:
         self.optimizer.step()
         return loss.detach()  # still computing on an accelerator; float() waits for it
 
-    def run(self, steps: int) -> list[float]:
-        """Timed as StepTimer.run: the next step is queued before this one's loss is read."""
+    def run(self, steps: int, *, warmup: bool = False) -> list[float]:
+        """Timed as StepTimer.run: the next step is queued before this one's loss is read
+        (`warmup` is StepTimer.run's; this timer counts no host costs)."""
         return timed_steps(self._step, steps, overlap=self.device != "cpu")
 
 
