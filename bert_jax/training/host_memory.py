@@ -3,11 +3,11 @@
 XLA's CPU runtime allocates the temporary buffer of each execution with malloc and frees it
 when the execution ends: 1.69 GB for BERT-base's train step at batch 8 x 128. glibc serves
 a block that large with a fresh mmap every time, so at every step the kernel faults in and
-zeroes it again, 4 KiB at a time: 418,000 page faults and 1.2-1.5 s of system time per
-step on a 2-core CPU machine. glibc's tunable `glibc.malloc.hugetlb=1` (glibc >= 2.35)
-makes malloc advise transparent huge pages (madvise MADV_HUGEPAGE) for the memory it maps,
-so the same step takes 3,700 faults (BENCHMARKS.md, "Host memory and the layer loop", has
-the measurements and their commands).
+zeroes it again, 4 KiB at a time: 415,000 page faults and 0.8 s of system time per step
+on a 2-core CPU machine. glibc's tunable `glibc.malloc.hugetlb=1` (glibc >= 2.35) makes
+malloc advise transparent huge pages (madvise MADV_HUGEPAGE) for the memory it maps, so
+the same step takes about 1,500 faults and 0.2 s (BENCHMARKS.md, "Host memory and the
+layer loop", has the measurements and their commands).
 
 glibc reads tunables from the environment when a process starts, so the entry points
 (experiments/*.py) call `reexec_with_huge_pages()` first thing: when the kernel gives huge
