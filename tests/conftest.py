@@ -1,13 +1,20 @@
 """Test set-up: 8 emulated CPU devices, set before JAX initialises its backends."""
 import os
 
-# LLVM's -O0 for XLA's CPU code: a tiny BERT's train step compiles ~1.4x faster and runs
-# slower, a trade the suite gains from (it is mostly compiling). The level only selects
-# LLVM's passes: XLA's own (fusion, layouts, scheduling) and so the programs under test are
-# the same; values may differ in the last bits (where fused multiply-adds are formed).
-# Setting XLA_FLAGS yourself replaces both flags.
+# Two flags make XLA's CPU compiler faster for the suite, which is mostly compiling:
+# - LLVM's -O0: a tiny BERT's train step compiles ~1.4x faster and runs slower;
+# - XLA:CPU's older element-wise code generator, not its MLIR fusion emitters, which set up
+#   MLIR for every fusion: at -O0 the same step compiles in 1.9-2.0 s instead of 2.9-3.3 s
+#   and runs as fast (`python -m experiments.benchmark --model tiny --seq_len 32
+#   --batch_size 16 --steps 3`), and the suite takes about a quarter less time (README,
+#   Tests). At XLA's default level it is the other way round (BERT-base compiled in 14.7 s
+#   instead of 10.9 s, and ran slower), so only the suite uses it.
+# Neither changes XLA's own passes (fusion, layouts, scheduling), so the programs under test
+# are the same; values may differ in the last bits. Setting XLA_FLAGS yourself replaces all
+# three flags.
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8 "
-                                   "--xla_backend_optimization_level=0")
+                                   "--xla_backend_optimization_level=0 "
+                                   "--xla_cpu_use_fusion_emitters=false")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # JAX's persistent compilation cache, keyed by program, compile options and JAX version, so a

@@ -116,8 +116,9 @@ def test_nonfinite_step_is_skipped_and_counted(guard, num_devices):
 
 def test_update_guards_compute_the_same_state():
     """lax.cond around the update, or jnp.where on its results: the same arithmetic, equal
-    to the bit after 3 finite steps of this model (XLA may round a value differently in
-    other programs: BENCHMARKS.md)."""
+    after 3 finite steps of this model up to rounding. XLA compiles the two programs apart and
+    may round a value differently in each (BENCHMARKS.md): they agree bit for bit with XLA's
+    default code generator, in the last bits with the suite's (tests/conftest.py)."""
     batches = [synthetic.batch(seed=s) for s in range(3)]
     states = []
     for guard in ("cond", "select"):
@@ -125,7 +126,20 @@ def test_update_guards_compute_the_same_state():
         history, state = _run("pmap", 2, 3, batches=batches, cfg=cfg)
         assert all(h["nonfinite"] == 0.0 for h in history)
         states.append(jax.tree.map(np.asarray, (state.params, state.opt_state)))
-    jax.tree.map(np.testing.assert_array_equal, *states)
+    # Up to rounding: within a millionth of the largest value of its kind (parameters, first
+    # moments, second moments). One step's update moves a weight by ~1e-4, some thousandths
+    # of the largest; a gradient that is zero but for rounding (the attention key's bias)
+    # has moments of ~1e-10 that are all rounding.
+    (a, _), (b, _) = (jax.tree_util.tree_flatten_with_path(s) for s in states)
+    kind = lambda path: re.search(r"\.(mu|nu)\b", jax.tree_util.keystr(path))
+    scale = {}
+    for path, x in b:
+        k = kind(path) and kind(path).group(1)
+        scale[k] = max(scale.get(k, 0.0), float(np.abs(x).max()))
+    for (path, x), (_, y) in zip(a, b):
+        k = kind(path) and kind(path).group(1)
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6 * scale[k],
+                                   err_msg=jax.tree_util.keystr(path))
     with pytest.raises(ValueError, match="update_guard must be one of"):
         step_lib.apply_gradients(None, {}, {}, {}, guard="where")
 
