@@ -1,12 +1,16 @@
 """Google TF checkpoints in: a TF1 name-based checkpoint written here, with the variable
 names of google-research/bert, holding the weights of a random transformers BERT."""
 
+import importlib.util
 import json
 
 import numpy as np
 import pytest
 
-tf = pytest.importorskip("tensorflow")
+# TensorFlow is imported where a checkpoint is written, not here: importing it takes ~9 s,
+# which every pytest-xdist worker would pay at collection.
+if importlib.util.find_spec("tensorflow") is None:
+    pytest.skip("TensorFlow is not installed", allow_module_level=True)
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("safetensors")
@@ -62,6 +66,8 @@ def write_tf1_checkpoint(prefix: str, variables: dict[str, np.ndarray], step: in
     Adam slots and global step a pretraining checkpoint carries."""
     slots = {f"{name}/adam_{m}": np.zeros_like(v) for name, v in list(variables.items())[:3]
              for m in "mv"}
+    import tensorflow as tf
+
     graph = tf.Graph()
     with graph.as_default():
         var_list = {name: tf.compat.v1.Variable(value, name=f"v{i}") for i, (name, value)
