@@ -180,8 +180,8 @@ class StepTimer:
 
     def run(self, steps: int, *, warmup: bool = False) -> list[float]:
         """Seconds of each of `steps` steps (see timed_steps). Also counts the process's
-        minor page faults and system CPU time during them (`host_costs`), apart for warm-up
-        steps: the first step after compiling, or after another framework's turn, maps in
+        minor page faults and system CPU time during them (`host_costs`), warm-up steps
+        apart: the first step after compiling, or after another framework's turn, maps in
         fresh memory, which costs the kernel more than the steps after it do."""
 
         def dispatch():

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-# TensorFlow is imported where a checkpoint is written, not here: importing it takes ~9 s,
+# TensorFlow is imported where a checkpoint is written, not here: importing it takes ~6 s,
 # which every pytest-xdist worker would pay at collection.
 if importlib.util.find_spec("tensorflow") is None:
     pytest.skip("TensorFlow is not installed", allow_module_level=True)

@@ -12,7 +12,7 @@ import pytest
 from bert_jax.training import profile
 
 # Checked, not imported: the summary imports TensorFlow's XPlane protobuf when it runs (an
-# import of ~9 s that every pytest-xdist worker would otherwise pay at collection).
+# import of ~6 s that every pytest-xdist worker would otherwise pay at collection).
 if importlib.util.find_spec("tensorflow") is None:
     pytest.skip("TensorFlow is not installed", allow_module_level=True)
 
