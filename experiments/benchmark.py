@@ -130,6 +130,23 @@ def _alternate(timers: dict, steps: int, rounds: int) -> dict[str, list[float]]:
     return times
 
 
+def _per_round(this: list[float], other: list[float], rounds: int, ratio) -> list[float]:
+    """ratio(this round's median, other's median) for each round of _alternate: how much a
+    comparison moves between rounds (the machine's noise) beside the ratio of the medians."""
+    n = len(this) // rounds
+    if n == 0 or len(other) != len(this):
+        return []
+    return [ratio(statistics.median(this[i * n:(i + 1) * n]),
+                  statistics.median(other[i * n:(i + 1) * n])) for i in range(rounds)]
+
+
+def _spread(values: list[float], fmt: str, unit: str = "") -> str:
+    """"; per round A to B" (the range of the per-round values) when there are several."""
+    if len(values) < 2:
+        return ""
+    return f"; per round {format(min(values), fmt)}{unit} to {format(max(values), fmt)}{unit}"
+
+
 def _pipeline_rate(seq_len: int, batch_size: int, batches: int = 50) -> float:
     """Batches/s of the training input pipeline on the embedded corpus."""
     from bert_jax.config import default_pretrain_config
@@ -200,7 +217,11 @@ def main(argv):
         from bert_jax.training.benchmark_hf import HFStepTimer
 
         timers["hf"] = HFStepTimer(bench)
-    times = _alternate(timers, FLAGS.steps, FLAGS.rounds if len(timers) > 1 else 1)
+    rounds = FLAGS.rounds if len(timers) > 1 else 1
+    times = _alternate(timers, FLAGS.steps, rounds)
+
+    def per_round(name, ratio):
+        return _per_round(times["bert_jax"], times[name], rounds, ratio)
     from bert_jax.metrics.flops import measure_matmul_peak
 
     peak = measure_matmul_peak(FLAGS.dtype, device=timer.par.devices[0])
@@ -223,23 +244,29 @@ def main(argv):
     if "premasked" in times:
         result["premasked_step_time_ms"] = 1e3 * medians["premasked"]
         result["masking_fraction"] = (this - medians["premasked"]) / this
+        result["masking_fraction_per_round"] = per_round("premasked", lambda a, b: (a - b) / a)
         print(f"masking: step {1e3 * this:.1f} ms with on-device masking, "
               f"{1e3 * medians['premasked']:.1f} ms on pre-masked batches: "
-              f"{100 * result['masking_fraction']:.2f}% of the step")
+              f"{100 * result['masking_fraction']:.2f}% of the step"
+              + _spread([100 * f for f in result["masking_fraction_per_round"]], ".2f", "%"))
     if "packed" in times:
         result["packed_step_time_ms"] = 1e3 * medians["packed"]
         result["packing_overhead"] = medians["packed"] / this - 1
+        result["packing_overhead_per_round"] = per_round("packed", lambda a, b: b / a - 1)
         print(f"packing: step {1e3 * medians['packed']:.1f} ms on rows of "
               f"{FLAGS.packing_cost} packed sequences vs {1e3 * this:.1f} ms on one pair per "
-              f"row: {100 * result['packing_overhead']:+.2f}%")
+              f"row: {100 * result['packing_overhead']:+.2f}%"
+              + _spread([100 * f for f in result["packing_overhead_per_round"]], "+.2f", "%"))
     if "layout" in times:
         other = medians["layout"]
         name = "unrolled" if bench.scan_layers else "scanned"
         result.update(layout_other=name, layout_other_step_time_ms=1e3 * other,
                       layout_other_compile_time_s=timers["layout"].compile_time_s,
-                      layout_other_speedup=this / other)
+                      layout_other_speedup=this / other,
+                      layout_other_speedup_per_round=per_round("layout", lambda a, b: a / b))
         print(f"layers {name}: step {1e3 * other:.1f} ms vs {1e3 * this:.1f} ms "
-              f"({this / other:.2f}x the speed), compiled in "
+              f"({this / other:.2f}x the speed"
+              f"{_spread(result['layout_other_speedup_per_round'], '.2f', 'x')}), compiled in "
               f"{timers['layout'].compile_time_s:.1f} s vs {timer.compile_time_s:.1f} s")
     if "against" in times:
         other = medians["against"]
@@ -247,9 +274,11 @@ def main(argv):
                       against_step_time_ms_all=[1e3 * t for t in times["against"]],
                       against_compile_time_s=timers["against"].compile_time_s,
                       against_compiled_memory_bytes=timers["against"].compiled_memory_bytes(),
-                      against_speedup=this / other)
+                      against_speedup=this / other,
+                      against_speedup_per_round=per_round("against", lambda a, b: a / b))
         print(f"with {FLAGS.against}: step {1e3 * other:.1f} ms vs {1e3 * this:.1f} ms "
-              f"({this / other:.3f}x the speed), compiled in "
+              f"({this / other:.3f}x the speed"
+              f"{_spread(result['against_speedup_per_round'], '.3f', 'x')}), compiled in "
               f"{timers['against'].compile_time_s:.1f} s vs {timer.compile_time_s:.1f} s; "
               f"XLA's memory estimate {result['against_compiled_memory_bytes'] / 2**30:.2f} "
               f"vs {result['compiled_memory_bytes'] / 2**30:.2f} GiB")
@@ -263,11 +292,13 @@ def main(argv):
             hf_step_time_ms=1e3 * hf_step, hf_step_time_ms_all=[1e3 * t for t in times["hf"]],
             hf_tokens_per_sec=tokens / hf_step, hf_model_flops_per_step=hf_flops,
             hf_mfu=hf_flops / hf_step / result["peak_flops"],
-            speedup_vs_hf=hf_step / this)
+            speedup_vs_hf=hf_step / this,
+            speedup_vs_hf_per_round=per_round("hf", lambda a, b: b / a))
         print(f"transformers (PyTorch) BertForPreTraining: step {1e3 * hf_step:.1f} ms, "
               f"{tokens / hf_step:.0f} tokens/s (its MLM head decodes all {bench.seq_len} "
               f"positions: {hf_flops / hf_step / 1e9:.1f} GFLOP/s); bert_jax / transformers "
-              f"tokens/s = {result['speedup_vs_hf']:.2f}x")
+              f"tokens/s = {result['speedup_vs_hf']:.2f}x"
+              f"{_spread(result['speedup_vs_hf_per_round'], '.2f', 'x')}")
     if FLAGS.pipeline:
         rate = _pipeline_rate(bench.seq_len, bench.batch_size)
         result["pipeline_batches_per_sec"] = rate
