@@ -147,6 +147,11 @@ def _spread(values: list[float], fmt: str, unit: str = "") -> str:
     return f"; per round {format(min(values), fmt)}{unit} to {format(max(values), fmt)}{unit}"
 
 
+def _cpus() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
 def _pipeline_rate(seq_len: int, batch_size: int, batches: int = 50) -> float:
     """Batches/s of the training input pipeline on the embedded corpus."""
     from bert_jax.config import default_pretrain_config
@@ -236,7 +241,8 @@ def main(argv):
           f"{result['minor_page_faults_per_step']:,.0f} page faults and "
           f"{result['system_seconds_per_step']:.2f} s of system time per step (per warm-up "
           f"step: {result['warmup_minor_page_faults_per_step']:,.0f} and "
-          f"{result['warmup_system_seconds_per_step']:.2f} s)")
+          f"{result['warmup_system_seconds_per_step']:.2f} s); host CPU "
+          f"{result['host_cores_busy']:.2f} cores busy (of {_cpus()})")
     if FLAGS.profile:
         _profile(timer, FLAGS.profile, result)
     medians = {name: statistics.median(t) for name, t in times.items()}

@@ -106,6 +106,9 @@ def test_benchmark_cli_reports_a_consistent_record(tmp_path):
     assert r["compiled_memory_bytes"] > 0 and r["against_compiled_memory_bytes"] > 0
     assert r["minor_page_faults_per_step"] >= 0 and r["system_seconds_per_step"] >= 0
     assert r["warmup_minor_page_faults_per_step"] >= 0 and "per warm-up step" in run.stdout
+    # The process's CPU time over the timed steps' wall time: at least the dispatching
+    # thread's share, at most every core this machine has (with some slack for the clocks).
+    assert 0 < r["host_cores_busy"] <= 1.1 * os.cpu_count() and "cores busy (of " in run.stdout
     assert "page faults and" in run.stdout
     # The CLI re-executed itself with huge pages for malloc where the machine allows it.
     from bert_jax.training import host_memory
@@ -169,16 +172,18 @@ def test_host_costs_count_the_timed_steps_only(monkeypatch):
     # A StepTimer with a stand-in for its compiled step (no compile), and a process
     # clock that advances 10 faults and 1 s of system time per step, 100 and 4 s for a
     # step on fresh memory: the first, and the first after the other contender's turn.
-    clock = {"faults": 0, "system_s": 0.0, "fresh": True}
+    # User time: 3 s per step.
+    clock = {"faults": 0, "system_s": 0.0, "user_s": 0.0, "fresh": True}
 
     def compiled(state, batch, key):
         clock["faults"] += 100 if clock["fresh"] else 10
         clock["system_s"] += 4.0 if clock["fresh"] else 1.0
+        clock["user_s"] += 3.0
         clock["fresh"] = False
         return state, {"loss": 0.0}
 
     monkeypatch.setattr(resource, "getrusage", lambda who: types.SimpleNamespace(
-        ru_minflt=clock["faults"], ru_stime=clock["system_s"]))
+        ru_minflt=clock["faults"], ru_stime=clock["system_s"], ru_utime=clock["user_s"]))
     timer = object.__new__(StepTimer)
     timer.compiled, timer.state, timer.batch, timer.key = compiled, None, None, None
     timer._host = collections.Counter()
@@ -192,8 +197,11 @@ def test_host_costs_count_the_timed_steps_only(monkeypatch):
     times = _alternate({"bert_jax": timer, "other": Other()}, steps=6, rounds=3)
     assert len(times["bert_jax"]) == 6 and timer._host["steps"] == 6
     # Warm-ups: 2 at first (fresh, then not) and 1 at the start of each turn (fresh).
-    assert timer.host_costs() == {
+    costs = timer.host_costs()
+    assert costs.pop("host_cores_busy") == pytest.approx(6 * (3.0 + 1.0) / sum(times["bert_jax"]))
+    assert costs == {
         "minor_page_faults_per_step": 10.0, "system_seconds_per_step": 1.0,
+        "user_seconds_per_step": 3.0,
         "warmup_minor_page_faults_per_step": (4 * 100 + 10) / 5,
         "warmup_system_seconds_per_step": (4 * 4.0 + 1.0) / 5}
 

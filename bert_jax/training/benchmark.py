@@ -153,7 +153,8 @@ class StepTimer:
     def __init__(self, bench: BenchConfig, *, premasked: bool = False, packs: int = 1,
                  devices=None):
         self.bench = bench
-        self._host = collections.Counter()  # steps, minor page faults, system seconds (run)
+        # steps, their seconds, minor page faults, user and system CPU seconds (run)
+        self._host = collections.Counter()
         self.model = bench.model_config()
         self.step_cfg = StepConfig(model=self.model,
                                    masking=masking_config(bench, self.model.vocab_size),
@@ -192,20 +193,30 @@ class StepTimer:
         times = timed_steps(dispatch, steps)
         after = resource.getrusage(resource.RUSAGE_SELF)
         kind = "warmup_" if warmup else ""
-        self._host.update({kind + "steps": steps,
+        self._host.update({kind + "steps": steps, kind + "wall_s": sum(times),
                            kind + "faults": after.ru_minflt - before.ru_minflt,
+                           kind + "user_s": after.ru_utime - before.ru_utime,
                            kind + "system_s": after.ru_stime - before.ru_stime})
         return times
 
     def host_costs(self) -> dict[str, float]:
         """Per timed step run so far, and per warm-up step: the process's minor page faults
         (memory the kernel had to map in) and system CPU seconds. On a CPU backend they
-        show what allocating host memory costs the step (host_memory.py)."""
+        show what allocating host memory costs the step (host_memory.py).
+
+        `host_cores_busy`: the process's CPU seconds (user + system) over the timed steps'
+        wall seconds. On a CPU backend, near the core count means the step keeps every
+        core busy, so only less work makes it faster, not better scheduling; on an
+        accelerator it is the host's share of the step (~1: one thread dispatching)."""
         out = {}
         for kind in ("", "warmup_"):
             steps = max(self._host[kind + "steps"], 1)
             out[kind + "minor_page_faults_per_step"] = self._host[kind + "faults"] / steps
             out[kind + "system_seconds_per_step"] = self._host[kind + "system_s"] / steps
+        out["user_seconds_per_step"] = self._host["user_s"] / max(self._host["steps"], 1)
+        wall = self._host["wall_s"]
+        out["host_cores_busy"] = (self._host["user_s"] + self._host["system_s"]) / wall if (
+            wall > 0) else 0.0
         return out
 
     def peak_memory_bytes(self) -> tuple[int, str]:
