@@ -299,10 +299,12 @@ def main(argv):
             hf_tokens_per_sec=tokens / hf_step, hf_model_flops_per_step=hf_flops,
             hf_mfu=hf_flops / hf_step / result["peak_flops"],
             speedup_vs_hf=hf_step / this,
-            speedup_vs_hf_per_round=per_round("hf", lambda a, b: b / a))
+            speedup_vs_hf_per_round=per_round("hf", lambda a, b: b / a),
+            hf_host_cores_busy=timers["hf"].host_costs()["host_cores_busy"])
         print(f"transformers (PyTorch) BertForPreTraining: step {1e3 * hf_step:.1f} ms, "
               f"{tokens / hf_step:.0f} tokens/s (its MLM head decodes all {bench.seq_len} "
-              f"positions: {hf_flops / hf_step / 1e9:.1f} GFLOP/s); bert_jax / transformers "
+              f"positions: {hf_flops / hf_step / 1e9:.1f} GFLOP/s; host CPU "
+              f"{result['hf_host_cores_busy']:.2f} cores busy); bert_jax / transformers "
               f"tokens/s = {result['speedup_vs_hf']:.2f}x"
               f"{_spread(result['speedup_vs_hf_per_round'], '.2f', 'x')}")
     if FLAGS.pipeline:

@@ -157,6 +157,7 @@ def test_compare_hf_times_transformers_too(tmp_path):
     assert r["speedup_vs_hf_per_round"] == pytest.approx(
         [h / o for h, o in zip(r["hf_step_time_ms_all"], r["step_time_ms_all"])])
     assert "bert_jax / transformers" in run.stdout
+    assert 0 < r["hf_host_cores_busy"] <= 1.1 * os.cpu_count()
 
 
 def test_host_costs_count_the_timed_steps_only(monkeypatch):

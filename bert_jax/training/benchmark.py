@@ -180,44 +180,17 @@ class StepTimer:
         self.memory = self.compiled.memory_analysis()
 
     def run(self, steps: int, *, warmup: bool = False) -> list[float]:
-        """Seconds of each of `steps` steps (see timed_steps). Also counts the process's
-        minor page faults and system CPU time during them (`host_costs`), warm-up steps
-        apart: the first step after compiling, or after another framework's turn, maps in
-        fresh memory, which costs the kernel more than the steps after it do."""
+        """Seconds of each of `steps` steps (see timed_steps), counting the process's host
+        costs during them (`host_costs`), warm-up steps apart."""
 
         def dispatch():
             self.state, metrics = self.compiled(self.state, self.batch, self.key)
             return metrics["loss"]
 
-        before = resource.getrusage(resource.RUSAGE_SELF)
-        times = timed_steps(dispatch, steps)
-        after = resource.getrusage(resource.RUSAGE_SELF)
-        kind = "warmup_" if warmup else ""
-        self._host.update({kind + "steps": steps, kind + "wall_s": sum(times),
-                           kind + "faults": after.ru_minflt - before.ru_minflt,
-                           kind + "user_s": after.ru_utime - before.ru_utime,
-                           kind + "system_s": after.ru_stime - before.ru_stime})
-        return times
+        return timed_steps_on_host(self._host, dispatch, steps, warmup=warmup)
 
     def host_costs(self) -> dict[str, float]:
-        """Per timed step run so far, and per warm-up step: the process's minor page faults
-        (memory the kernel had to map in) and system CPU seconds. On a CPU backend they
-        show what allocating host memory costs the step (host_memory.py).
-
-        `host_cores_busy`: the process's CPU seconds (user + system) over the timed steps'
-        wall seconds. On a CPU backend, near the core count means the step keeps every
-        core busy, so only less work makes it faster, not better scheduling; on an
-        accelerator it is the host's share of the step (~1: one thread dispatching)."""
-        out = {}
-        for kind in ("", "warmup_"):
-            steps = max(self._host[kind + "steps"], 1)
-            out[kind + "minor_page_faults_per_step"] = self._host[kind + "faults"] / steps
-            out[kind + "system_seconds_per_step"] = self._host[kind + "system_s"] / steps
-        out["user_seconds_per_step"] = self._host["user_s"] / max(self._host["steps"], 1)
-        wall = self._host["wall_s"]
-        out["host_cores_busy"] = (self._host["user_s"] + self._host["system_s"]) / wall if (
-            wall > 0) else 0.0
-        return out
+        return host_costs(self._host)
 
     def peak_memory_bytes(self) -> tuple[int, str]:
         """Device peak when the backend reports it (GPU/TPU), else XLA's static estimate of
@@ -237,6 +210,43 @@ class StepTimer:
             return 0
         return int(m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes
                    - m.alias_size_in_bytes)
+
+
+def timed_steps_on_host(counter: collections.Counter, dispatch, steps: int, *,
+                        warmup: bool = False, overlap: bool = True) -> list[float]:
+    """timed_steps, adding to `counter` the steps' seconds and the process's minor page
+    faults and user and system CPU seconds during them, warm-up steps apart: the first step
+    after compiling, or after another framework's turn, maps in fresh memory, which costs
+    the kernel more than the steps after it do."""
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    times = timed_steps(dispatch, steps, overlap=overlap)
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    kind = "warmup_" if warmup else ""
+    counter.update({kind + "steps": steps, kind + "wall_s": sum(times),
+                    kind + "faults": after.ru_minflt - before.ru_minflt,
+                    kind + "user_s": after.ru_utime - before.ru_utime,
+                    kind + "system_s": after.ru_stime - before.ru_stime})
+    return times
+
+
+def host_costs(counter: collections.Counter) -> dict[str, float]:
+    """Per timed step counted by timed_steps_on_host, and per warm-up step: the process's
+    minor page faults (memory the kernel had to map in) and system CPU seconds. On a CPU
+    backend they show what allocating host memory costs the step (host_memory.py).
+
+    `host_cores_busy`: the process's CPU seconds (user + system) over the timed steps'
+    wall seconds. On a CPU backend, near the core count means the step keeps every core
+    busy, so only less work makes it faster, not better scheduling; on an accelerator it
+    is the host's share of the step (~1: one thread dispatching)."""
+    out = {}
+    for kind in ("", "warmup_"):
+        steps = max(counter[kind + "steps"], 1)
+        out[kind + "minor_page_faults_per_step"] = counter[kind + "faults"] / steps
+        out[kind + "system_seconds_per_step"] = counter[kind + "system_s"] / steps
+    out["user_seconds_per_step"] = counter["user_s"] / max(counter["steps"], 1)
+    wall = counter["wall_s"]
+    out["host_cores_busy"] = (counter["user_s"] + counter["system_s"]) / wall if wall else 0.0
+    return out
 
 
 def timed_steps(dispatch, steps: int, *, overlap: bool = True) -> list[float]:

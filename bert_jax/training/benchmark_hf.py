@@ -9,9 +9,12 @@ targets), and its masks are fixed on the host (there is no on-device masking to 
 
 from __future__ import annotations
 
+import collections
+
 import numpy as np
 
-from bert_jax.training.benchmark import BenchConfig, synthetic_batch, timed_steps
+from bert_jax.training.benchmark import (BenchConfig, host_costs, synthetic_batch,
+                                         timed_steps_on_host)
 
 
 class HFStepTimer:
@@ -23,6 +26,7 @@ class HFStepTimer:
 
         self.torch = torch
         self.bench = bench
+        self._host = collections.Counter()  # see benchmark.timed_steps_on_host
         model_cfg = bench.model_config()
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         hf_cfg = transformers.BertConfig(
@@ -60,9 +64,13 @@ class HFStepTimer:
         return loss.detach()  # still computing on an accelerator; float() waits for it
 
     def run(self, steps: int, *, warmup: bool = False) -> list[float]:
-        """Timed as StepTimer.run: the next step is queued before this one's loss is read
-        (`warmup` is StepTimer.run's; this timer counts no host costs)."""
-        return timed_steps(self._step, steps, overlap=self.device != "cpu")
+        """Timed and counted as StepTimer.run: the next step is queued before this one's
+        loss is read (on an accelerator), and host costs are counted apart for warm-ups."""
+        return timed_steps_on_host(self._host, self._step, steps, warmup=warmup,
+                                   overlap=self.device != "cpu")
+
+    def host_costs(self) -> dict[str, float]:
+        return host_costs(self._host)
 
 
 def _mlm_labels(input_ids: np.ndarray, predictions: int, seed: int) -> np.ndarray:

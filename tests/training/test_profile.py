@@ -54,14 +54,19 @@ def test_summary_of_a_real_trace_finds_the_matmul(tmp_path):
     @jax.jit
     def f(x, w):
         y = jnp.tanh(x @ w)      # a dot, an element-wise op
-        return (y.T @ x).sum()   # a transposed operand
+        return (y.T @ y).sum()   # a transposed operand
 
-    x = jnp.asarray(np.random.default_rng(0).standard_normal((512, 512)), jnp.float32)
-    compiled = f.lower(x, x).compile()
-    compiled(x, x).block_until_ready()
+    # A long contraction: ~1 GFLOP of dots against element-wise work on 256 x 256 outputs,
+    # so the dots take most of the time even with the suite's slow -O0 element-wise code
+    # (with 512 x 512 x 512 dots and their outputs' tanh and sum, the two were even).
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((256, 8192)), jnp.float32)
+    w = jnp.asarray(rng.standard_normal((8192, 256)) / 90.0, jnp.float32)
+    compiled = f.lower(x, w).compile()
+    compiled(x, w).block_until_ready()
     with jax.profiler.trace(str(tmp_path)):
         for _ in range(3):
-            compiled(x, x).block_until_ready()
+            compiled(x, w).block_until_ready()
     summary = profile.summarize_trace(str(tmp_path), compiled.as_text(), steps=3)
     cats = summary["categories"]
     assert set(cats) == set(profile.CATEGORIES)
