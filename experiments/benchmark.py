@@ -9,7 +9,8 @@ Times the real train step (on-device masking, gathered MLM head, NSP, AdamW) on 
 batches, so it needs no data and no TensorFlow/grain/ml_collections. MFU is the model FLOPs
 of bert_jax/metrics/flops.py over the matmul rate measured on the same device in the same
 dtype. `--compare hf` alternates rounds of this step and of transformers' PyTorch
-BertForPreTraining and prints the ratio of their medians (`--compare layout`: of the same
+BertForPreTraining and prints the ratio of their medians, and the range of the ratios of
+each round's medians, which shows the machine's noise (`--compare layout`: of the same
 step with its layers unrolled instead of scanned, or the reverse with --noscan_layers;
 `--against remat=activation`: of the same step with those model settings).
 `--masking_cost` alternates it with the same step on pre-masked batches, `--packing_cost N`
