@@ -174,6 +174,9 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)  # JAX's INFO lines about absent backends
     attention_dropout = FLAGS.dropout if FLAGS.attention_dropout is None else (
         FLAGS.attention_dropout)
+    for name in ("steps", "rounds"):
+        if FLAGS[name].value < 1:
+            sys.exit(f"error: --{name} must be at least 1, got {FLAGS[name].value}")
     if FLAGS.attention == "cudnn" and attention_dropout > 0:
         sys.exit("error: --attention cudnn has no attention dropout; add --attention_dropout 0")
     import jax

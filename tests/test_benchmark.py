@@ -59,11 +59,9 @@ def test_flops_formula_agrees_with_xla_cost_analysis(family, size):
 def _benchmark(tmp_path, *flags, devices=None):
     env = dict(os.environ, JAX_PLATFORMS="cpu")
     if devices is not None:  # the suite's XLA_FLAGS with another emulated device count
-        env["XLA_FLAGS"] = re.sub(r"--xla_force_host_platform_device_count=\d+",
-                                  f"--xla_force_host_platform_device_count={devices}",
-                                  env.get("XLA_FLAGS", ""))
-        if f"device_count={devices}" not in env["XLA_FLAGS"]:
-            env["XLA_FLAGS"] += f" --xla_force_host_platform_device_count={devices}"
+        others = re.sub(r"--xla_force_host_platform_device_count=\d+", "",
+                        env.get("XLA_FLAGS", ""))
+        env["XLA_FLAGS"] = f"{others} --xla_force_host_platform_device_count={devices}"
     return subprocess.run([sys.executable, "-m", "experiments.benchmark", *flags], cwd=ROOT,
                           env=env, capture_output=True, text=True, timeout=600)
 
@@ -131,6 +129,8 @@ def test_benchmark_cli_reports_a_consistent_record(tmp_path):
 @pytest.mark.parametrize("flags,message", [
     (("--batch_size", "12"), "error: --batch_size (12)"),
     (("--scan_unroll", "3"), "error: model.scan_unroll must be in [0, num_layers=2]"),
+    (("--rounds", "0", "--masking_cost"), "error: --rounds must be at least 1, got 0"),
+    (("--steps", "0"), "error: --steps must be at least 1, got 0"),
     (("--against", "model=large"), "error: --against: 'model=large': expected FIELD=VALUE"),
     (("--against", "scan_layers=maybe"), "error: --against: scan_layers takes true or false"),
     (("--against", "remat=some"), "error: --against: model.remat must be one of"),
