@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from bert_jax.metrics.tensorboard import EventFileWriter
+
 SPLITS = ("train", "eval")
 METRICS_FILE = "metrics.jsonl"
 CONFIG_FILE = "config.json"
@@ -122,8 +124,8 @@ class MetricsWriter:
     Each `write` is one line, flushed at once, so a crash loses nothing already written; at
     worst a crash mid-write leaves a partial last line, which `read_metrics` ignores and the
     next writer on the same workdir cuts off before appending. TensorBoard event files go under
-    `workdir/tensorboard/<split>/`; TensorFlow is imported only when the first scalar is sent
-    there, because importing it costs seconds. With `enabled=False` (JAX processes other than
+    `workdir/tensorboard/<split>/`, written without TensorFlow (`bert_jax.metrics.tensorboard`),
+    one file per split and writer. With `enabled=False` (JAX processes other than
     0) arguments are still checked but nothing is created or written.
     """
 
@@ -185,33 +187,13 @@ class MetricsWriter:
             self._write_tensorboard(row["step"], split, {k: row[k] for k in metrics})
 
     def _write_tensorboard(self, step: int, split: str, scalars: Mapping[str, float]) -> None:
-        import tensorflow as tf  # Deferred: seconds to import, and only needed here.
-
         writer = self._tb_writers.get(split)
         if writer is None:
-            if not self._tb_writers:
-                try:
-                    # TF only writes files here; keep it off any accelerator JAX is using.
-                    tf.config.set_visible_devices([], "GPU")
-                except RuntimeError:
-                    pass  # TF was initialised elsewhere already; leave its choice alone.
-            writer = tf.summary.create_file_writer(
+            writer = EventFileWriter(
                 os.path.join(self.workdir, TENSORBOARD_DIR, split))
             self._tb_writers[split] = writer
-        # tf.summary.scalar lives in the `tensorboard` package, which TF no longer depends on.
-        # Core tf.summary.write with the metadata tf.summary.scalar would attach (the scalars
-        # plugin, whose content is empty at version 0, and the scalar data class) gives event
-        # files TensorBoard reads identically, without making training depend on tensorboard.
-        from tensorflow.core.framework import summary_pb2
-
-        metadata = summary_pb2.SummaryMetadata(
-            plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"),
-            data_class=summary_pb2.DATA_CLASS_SCALAR)
-        with writer.as_default():
-            for name, value in scalars.items():
-                tf.summary.write(name, tf.constant(value, tf.float32), step=step,
-                                 metadata=metadata)
-        writer.flush()  # Same promise as the JSONL file: a crash loses nothing already written.
+        # Flushed at once: the same promise as the JSONL file, a crash loses nothing written.
+        writer.scalars(step, scalars)
 
     def truncate_after(self, step: int) -> int:
         """Keeps only rows with `row["step"] <= step`; returns how many rows were dropped.
