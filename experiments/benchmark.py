@@ -103,12 +103,7 @@ def _profile(timer, trace_dir: str, result: dict, steps: int = 3) -> None:
     hlo_text = timer.compiled.as_text()
     with open(os.path.join(trace_dir, profile.HLO_FILE), "w") as f:
         f.write(hlo_text)
-    try:
-        summary = profile.summarize_trace(trace_dir, hlo_text, steps)
-    except ImportError:
-        print(f"profile trace in {trace_dir} (no TensorFlow to summarise it here: run "
-              f"python -m bert_jax.training.profile {trace_dir} --steps {steps} where it is)")
-        return
+    summary = profile.summarize_trace(trace_dir, hlo_text, steps)
     result["profile_ms_per_step"] = summary["categories"]
     print(f"profile ({trace_dir}):")
     profile.print_summary(summary)

@@ -15,14 +15,14 @@ the compiled module's `op_name` metadata:
 
 Times are summed over threads (or streams), so the total is not the steps' wall time (above
 it when ops overlap, below it when threads idle); the shares are what compare. XLA runs a
-GPU step op by op while it is traced (no CUDA graphs). Reading the trace needs the XPlane
-protobuf module that TensorFlow ships (requirements.txt). Without it (a bare accelerator
-image) experiments/benchmark.py writes the trace and the compiled module's text
-(`step.hlo.txt`), and
+GPU step op by op while it is traced (no CUDA graphs). The trace is read with jaxlib's own
+XSpace reader (`jax.profiler.ProfileData`), so a bare accelerator image summarises it too.
+experiments/benchmark.py also saves the compiled module's text (`step.hlo.txt`) beside the
+trace, so that
 
     python -m bert_jax.training.profile TRACE_DIR --steps 3
 
-summarises them later on a machine that has it.
+summarises a saved trace again later.
 """
 
 from __future__ import annotations
@@ -87,58 +87,45 @@ def category(name: str, opcode: str, op_name: str, root: str = "") -> str:
     return "other"
 
 
-def _stat_value(plane, stat) -> str:
-    if stat.HasField("ref_value"):
-        return plane.stat_metadata[stat.ref_value].name
-    return stat.str_value
-
-
-def _gpu_line_events(plane, names):
-    """(HLO op name, picoseconds) of a GPU plane's kernels: each stream's kernels by their
+def _gpu_line_events(plane):
+    """(HLO op name, nanoseconds) of a GPU plane's kernels: each stream's kernels by their
     `hlo_op` stat."""
-    hlo_op = [k for k, v in plane.stat_metadata.items() if v.name == "hlo_op"]
     for line in plane.lines:
         if not line.name.startswith("Stream"):
             continue
         for event in line.events:
-            op = next((_stat_value(plane, st) for st in event.stats
-                       if st.metadata_id in hlo_op), "")
+            op = next((str(value) for name, value in event.stats if name == "hlo_op"), "")
             if not op or op.startswith("command_buffer"):
                 # Kernels replayed from a CUDA graph carry the graph's name: name them by
                 # the kernel, which for XLA's own kernels is the fusion's HLO name.
-                op = names.get(event.metadata_id, "?")
-            yield op, event.duration_ps
+                op = event.name
+            yield op, event.duration_ns
 
 
 def read_events(trace_dir: str) -> collections.Counter:
-    """Event name -> total picoseconds of the newest trace: on a GPU, the kernels of the
+    """Event name -> total nanoseconds of the newest trace: on a GPU, the kernels of the
     device planes (named by the HLO op that launched them); else the XLA threads."""
-    from tensorflow.tsl.profiler.protobuf import xplane_pb2  # pylint: disable=g-import-not-at-top
+    from jax.profiler import ProfileData  # pylint: disable=g-import-not-at-top
 
     files = sorted(glob.glob(os.path.join(trace_dir, "**", "*.xplane.pb"), recursive=True),
                    key=os.path.getmtime)
     if not files:
         raise FileNotFoundError(f"no *.xplane.pb under {trace_dir}")
-    space = xplane_pb2.XSpace()
-    with open(files[-1], "rb") as f:
-        space.ParseFromString(f.read())
+    space = ProfileData.from_file(files[-1])
     total = collections.Counter()
     gpus = [p for p in space.planes if p.name.startswith("/device:GPU")]
     for plane in gpus:
-        names = {k: v.name for k, v in plane.event_metadata.items()}
-        for name, ps in _gpu_line_events(plane, names):
-            total[name] += ps
+        for name, ns in _gpu_line_events(plane):
+            total[name] += ns
     if gpus:
         return total
     for plane in space.planes:
-        names = {k: v.name for k, v in plane.event_metadata.items()}
         for line in plane.lines:
             if line.name == "python":
                 continue
             for event in line.events:
-                name = names.get(event.metadata_id, "?")
-                if not name.startswith(_SKIP):
-                    total[name] += event.duration_ps
+                if not event.name.startswith(_SKIP):
+                    total[event.name] += event.duration_ns
     return total
 
 
@@ -149,12 +136,12 @@ def summarize_trace(trace_dir: str, hlo_text: str, steps: int) -> dict:
     instructions, roots = _instructions(hlo_text), _fused_roots(hlo_text)
     by_category = collections.Counter({c: 0.0 for c in CATEGORIES})
     by_op = collections.Counter()
-    for name, ps in events.items():
+    for name, ns in events.items():
         if name not in instructions:
             cat = next((c for c, pattern in _LIBRARY_KERNELS if pattern.search(name)), None)
             if cat is None:  # host-side events (transfers, Python)
                 continue
-            ms = ps / 1e9 / steps
+            ms = ns / 1e6 / steps
             by_category[cat] += ms
             by_op[(cat, "", name[:80])] += ms
             continue
@@ -162,7 +149,7 @@ def summarize_trace(trace_dir: str, hlo_text: str, steps: int) -> dict:
         if opcode in _CONTAINERS:  # their body's ops have events of their own
             continue
         cat = category(name, opcode, op_name, roots.get(name, ""))
-        ms = ps / 1e9 / steps
+        ms = ns / 1e6 / steps
         by_category[cat] += ms
         # One row per layer-independent op: layer_3 and layer_7's FFN dots are one row.
         key = (cat, shape, re.sub(r"layer_\d+", "layer_*", op_name).split("/", 1)[-1])
