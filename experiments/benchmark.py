@@ -105,6 +105,7 @@ def _profile(timer, trace_dir: str, result: dict, steps: int = 3) -> None:
         f.write(hlo_text)
     summary = profile.summarize_trace(trace_dir, hlo_text, steps)
     result["profile_ms_per_step"] = summary["categories"]
+    result["profile_wall_ms_per_step"] = summary["wall"]
     print(f"profile ({trace_dir}):")
     profile.print_summary(summary)
 

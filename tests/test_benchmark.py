@@ -91,6 +91,7 @@ def test_benchmark_cli_reports_a_consistent_record(tmp_path):
     assert 0 < r["mfu"] < 1 and r["peak_memory_bytes"] > 0 and r["compile_time_s"] > 0
     assert "MFU" in run.stdout
     assert r["profile_ms_per_step"]["matmul"] > 0 and "largest ops:" in run.stdout
+    assert r["profile_wall_ms_per_step"]["matmul"] > 0 and "while a matmul ran" in run.stdout
     assert r["against"] == "remat=activation,scan_layers=false"
     assert r["against_speedup"] == pytest.approx(r["step_time_ms"] / r["against_step_time_ms"])
     assert "with remat=activation,scan_layers=false: step" in run.stdout

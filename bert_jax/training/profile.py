@@ -14,7 +14,9 @@ the compiled module's `op_name` metadata:
                    the optimizer, collectives
 
 Times are summed over threads (or streams), so the total is not the steps' wall time (above
-it when ops overlap, below it when threads idle); the shares are what compare. XLA runs a
+it when ops overlap, below it when threads idle); the shares are what compare. A second view
+splits the wall time instead (`wall_breakdown`): the time while some matmul ran, and the rest
+by what ran instead. MFU is lost in that rest, and in matmuls slower than the peak. XLA runs a
 GPU step op by op while it is traced (no CUDA graphs). The trace is read with jaxlib's own
 XSpace reader (`jax.profiler.ProfileData`), so a bare accelerator image summarises it too.
 experiments/benchmark.py also saves the compiled module's text (`step.hlo.txt`) beside the
@@ -88,8 +90,8 @@ def category(name: str, opcode: str, op_name: str, root: str = "") -> str:
 
 
 def _gpu_line_events(plane):
-    """(HLO op name, nanoseconds) of a GPU plane's kernels: each stream's kernels by their
-    `hlo_op` stat."""
+    """(HLO op name, start ns, duration ns) of a GPU plane's kernels: each stream's kernels by
+    their `hlo_op` stat."""
     for line in plane.lines:
         if not line.name.startswith("Stream"):
             continue
@@ -99,12 +101,13 @@ def _gpu_line_events(plane):
                 # Kernels replayed from a CUDA graph carry the graph's name: name them by
                 # the kernel, which for XLA's own kernels is the fusion's HLO name.
                 op = event.name
-            yield op, event.duration_ns
+            yield op, event.start_ns, event.duration_ns
 
 
-def read_events(trace_dir: str) -> collections.Counter:
-    """Event name -> total nanoseconds of the newest trace: on a GPU, the kernels of the
-    device planes (named by the HLO op that launched them); else the XLA threads."""
+def trace_events(trace_dir: str) -> list[tuple[str, float, float]]:
+    """(event name, start ns, duration ns) of the newest trace under `trace_dir`: on a GPU,
+    the kernels of the device planes (named by the HLO op that launched them); else the XLA
+    threads' events."""
     from jax.profiler import ProfileData  # pylint: disable=g-import-not-at-top
 
     files = sorted(glob.glob(os.path.join(trace_dir, "**", "*.xplane.pb"), recursive=True),
@@ -112,50 +115,95 @@ def read_events(trace_dir: str) -> collections.Counter:
     if not files:
         raise FileNotFoundError(f"no *.xplane.pb under {trace_dir}")
     space = ProfileData.from_file(files[-1])
-    total = collections.Counter()
     gpus = [p for p in space.planes if p.name.startswith("/device:GPU")]
-    for plane in gpus:
-        for name, ns in _gpu_line_events(plane):
-            total[name] += ns
     if gpus:
-        return total
-    for plane in space.planes:
-        for line in plane.lines:
-            if line.name == "python":
-                continue
-            for event in line.events:
-                if not event.name.startswith(_SKIP):
-                    total[event.name] += event.duration_ns
+        return [event for plane in gpus for event in _gpu_line_events(plane)]
+    return [(event.name, event.start_ns, event.duration_ns)
+            for plane in space.planes for line in plane.lines if line.name != "python"
+            for event in line.events if not event.name.startswith(_SKIP)]
+
+
+def read_events(trace_dir: str) -> collections.Counter:
+    """Event name -> total nanoseconds of the newest trace (see `trace_events`)."""
+    total = collections.Counter()
+    for name, _, ns in trace_events(trace_dir):
+        total[name] += ns
     return total
+
+
+WALL_NO_OP = "no op event"
+
+
+def wall_breakdown(intervals, steps: int) -> tuple[dict, list]:
+    """Splits the traced steps' wall time by what ran, from (start ns, end ns, category,
+    key) intervals: ({part: ms per step}, [(ms per step, *key), ...] largest first).
+
+    Each instant goes to "matmul" while any matmul runs (its threads busy with the work MFU
+    counts), else to "fused attention" while a fused attention kernel runs, else in equal
+    shares to the categories of the ops running (the time a step spends outside the matmuls),
+    else to WALL_NO_OP: gaps between ops, and host time between steps. On a CPU, Eigen's dots
+    also land there: their event ends when the dot is handed to the thread pool, not when its
+    work does. The list ranks the ops of the time outside matmuls and fused attention."""
+    points = []
+    for start, end, cat, key in intervals:
+        points += [(start, 1, cat, key), (end, -1, cat, key)]
+    points.sort(key=lambda p: (p[0], p[1]))
+    parts = collections.Counter({c: 0.0 for c in CATEGORIES + (WALL_NO_OP,)})
+    by_op = collections.Counter()
+    running = collections.Counter()
+    previous = points[0][0] if points else 0.0
+    for t, delta, cat, key in points:
+        dt = t - previous
+        if dt > 0:
+            cats = {c for c, _ in running}
+            if "matmul" in cats or "fused attention" in cats:
+                parts["matmul" if "matmul" in cats else "fused attention"] += dt
+            elif running:
+                count = sum(running.values())
+                for (c, k), n in running.items():
+                    parts[c] += dt * n / count
+                    by_op[(c, *k)] += dt * n / count
+            else:
+                parts[WALL_NO_OP] += dt
+        running[(cat, key)] += delta
+        if not running[(cat, key)]:
+            del running[(cat, key)]
+        previous = t
+    per_step = 1e6 * steps
+    return ({c: ns / per_step for c, ns in parts.items()},
+            [(ns / per_step, *key) for key, ns in by_op.most_common(12)])
 
 
 def summarize_trace(trace_dir: str, hlo_text: str, steps: int) -> dict:
     """{"categories": {category: ms per step}, "top": [(ms per step, category, shape,
-    op_name), ...]} of the traced steps (see the module docstring)."""
-    events = read_events(trace_dir)
+    op_name), ...], "wall": {part: ms per step}, "wall_top": [...]} of the traced steps (see
+    the module docstring and `wall_breakdown`)."""
+    events = trace_events(trace_dir)
     instructions, roots = _instructions(hlo_text), _fused_roots(hlo_text)
     by_category = collections.Counter({c: 0.0 for c in CATEGORIES})
     by_op = collections.Counter()
-    for name, ns in events.items():
+    intervals = []
+    for name, start, ns in events:
         if name not in instructions:
             cat = next((c for c, pattern in _LIBRARY_KERNELS if pattern.search(name)), None)
             if cat is None:  # host-side events (transfers, Python)
                 continue
-            ms = ns / 1e6 / steps
-            by_category[cat] += ms
-            by_op[(cat, "", name[:80])] += ms
-            continue
-        shape, opcode, op_name = instructions[name]
-        if opcode in _CONTAINERS:  # their body's ops have events of their own
-            continue
-        cat = category(name, opcode, op_name, roots.get(name, ""))
+            key = (cat, "", name[:80])
+        else:
+            shape, opcode, op_name = instructions[name]
+            if opcode in _CONTAINERS:  # their body's ops have events of their own
+                continue
+            cat = category(name, opcode, op_name, roots.get(name, ""))
+            # One row per layer-independent op: layer_3 and layer_7's FFN dots are one row.
+            key = (cat, shape, re.sub(r"layer_\d+", "layer_*", op_name).split("/", 1)[-1])
         ms = ns / 1e6 / steps
         by_category[cat] += ms
-        # One row per layer-independent op: layer_3 and layer_7's FFN dots are one row.
-        key = (cat, shape, re.sub(r"layer_\d+", "layer_*", op_name).split("/", 1)[-1])
         by_op[key] += ms
+        intervals.append((start, start + ns, cat, key[1:]))
+    wall, wall_top = wall_breakdown(intervals, steps)
     return {"categories": dict(by_category),
-            "top": [(ms, *key) for key, ms in by_op.most_common(25)]}
+            "top": [(ms, *key) for key, ms in by_op.most_common(25)],
+            "wall": wall, "wall_top": wall_top}
 
 
 HLO_FILE = "step.hlo.txt"
@@ -168,6 +216,17 @@ def print_summary(summary: dict) -> None:
         print(f"  {name:12s} {ms:8.2f} ms  {100 * ms / total:5.1f}%")
     print("  largest ops:")
     for ms, cat, shape, op_name in summary["top"][:12]:
+        print(f"  {ms:8.2f} ms  {cat:12s} {shape:28s} {op_name[-80:]}")
+    wall = summary.get("wall")
+    if not wall:
+        return
+    window = sum(wall.values())
+    print(f"wall time of the traced steps: {window:.1f} ms per step")
+    for name, ms in sorted(wall.items(), key=lambda kv: -kv[1]):
+        label = "while a matmul ran" if name == "matmul" else name
+        print(f"  {label:20s} {ms:8.2f} ms  {100 * ms / window:5.1f}%")
+    print("  largest ops outside the matmuls (wall):")
+    for ms, cat, shape, op_name in summary["wall_top"][:8]:
         print(f"  {ms:8.2f} ms  {cat:12s} {shape:28s} {op_name[-80:]}")
 
 

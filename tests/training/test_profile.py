@@ -1,7 +1,6 @@
 """The step profiler's summary: events of a real trace are attributed to the HLO ops that
 ran them and to the right kind of op."""
 
-import importlib.util
 import re
 
 import jax
@@ -11,10 +10,6 @@ import pytest
 
 from bert_jax.training import profile
 
-# Checked, not imported: the summary imports TensorFlow's XPlane protobuf when it runs (an
-# import of ~6 s that every pytest-xdist worker would otherwise pay at collection).
-if importlib.util.find_spec("tensorflow") is None:
-    pytest.skip("TensorFlow is not installed", allow_module_level=True)
 
 
 def test_category_rules():
@@ -73,12 +68,42 @@ def test_summary_of_a_real_trace_finds_the_matmul(tmp_path):
     assert cats["matmul"] > 0 and cats["matmul"] >= cats["other"]
     assert cats["dropout RNG"] == 0
     assert summary["top"][0][1] == "matmul"
+    # The wall view covers the traced window once: its parts add up to the first event's
+    # start to the last one's end, and a matmul ran for at most as long as matmuls took.
+    events = profile.trace_events(str(tmp_path))
+    window_ms = (max(t + ns for _, t, ns in events) - min(t for _, t, _ in events)) / 3e6
+    wall = summary["wall"]
+    assert sum(wall.values()) <= window_ms * (1 + 1e-9)
+    assert 0 < wall["matmul"] <= cats["matmul"] * (1 + 1e-9)
+
+
+def test_wall_breakdown_gives_each_instant_to_what_ran():
+    ms = 1_000_000  # ns
+    intervals = [
+        (0, 10 * ms, "matmul", ("f32[8,8]", "dot")),
+        (5 * ms, 15 * ms, "other", ("f32[8]", "a")),        # beside the dot until 10
+        (12 * ms, 20 * ms, "layout copy", ("f32[8]", "b")),  # shares 12-15 with "a"
+        (25 * ms, 30 * ms, "other", ("f32[8]", "c")),        # after a gap of 5
+        (30 * ms, 34 * ms, "fused attention", ("", "sdpa")),
+        (32 * ms, 36 * ms, "other", ("f32[8]", "d")),        # beside the attention until 34
+    ]
+    wall, top = profile.wall_breakdown(intervals, steps=2)
+    assert wall == pytest.approx({"matmul": 5.0, "fused attention": 2.0, "other": 5.25,
+                                  "layout copy": 3.25, "dropout RNG": 0.0,
+                                  profile.WALL_NO_OP: 2.5})
+    assert sum(wall.values()) == pytest.approx(36 / 2)
+    assert top == [pytest.approx(row) for row in [
+        (3.25, "layout copy", "f32[8]", "b"), (2.5, "other", "f32[8]", "c"),
+        (1.75, "other", "f32[8]", "a"), (1.0, "other", "f32[8]", "d")]]
+    assert profile.wall_breakdown([], steps=1)[0][profile.WALL_NO_OP] == 0
 
 
 def _gpu_xspace(path):
     """A GPU trace as jax.profiler writes it: kernels on a stream line, those replayed from
     a CUDA graph tagged with the graph's name rather than their HLO op."""
-    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+    # Only this test's trace is built with TensorFlow's XPlane protobuf; the summary reads
+    # traces with jaxlib's reader.
+    xplane_pb2 = pytest.importorskip("tensorflow.tsl.profiler.protobuf.xplane_pb2")
 
     space = xplane_pb2.XSpace()
     gpu = space.planes.add(name="/device:GPU:0")
@@ -92,10 +117,13 @@ def _gpu_xspace(path):
         ("gemm_kernel_launched_op_by_op", "dot.5", 40),  # outside a graph: its HLO op
         ("MemcpyD2H", "", 7),  # no instruction, no library kernel: left out
     ]
+    offset_us = 0
     for i, (name, op, us) in enumerate(kernels, start=1):
         gpu.event_metadata[i].name = name
         gpu.event_metadata[i].id = i
-        event = stream.events.add(metadata_id=i, duration_ps=us * 1_000_000)
+        event = stream.events.add(metadata_id=i, offset_ps=offset_us * 1_000_000,
+                                  duration_ps=us * 1_000_000)
+        offset_us += us + 5  # one after another, 5 us apart
         if op:
             event.stats.add(metadata_id=1, str_value=op)
     host = space.planes.add(name="/host:CPU")  # host threads: not device time on a GPU
@@ -122,6 +150,13 @@ def test_gpu_trace_names_graph_kernels_and_library_kernels(tmp_path):
     assert sum(cats.values()) == pytest.approx(0.070)  # the memcpy and host events left out
     top = {op: (cat, shape) for _, cat, shape, op in summary["top"]}
     assert top["layer_*/add"] == ("other", "(f32[8]{0}, bf16[8]{0})")
+    # The stream's wall time, 2 steps of kernels 5 us apart: the dots' 90 us, cuDNN's 20 us,
+    # the fusion's 30 us, and the three 5 us gaps between the four kernels it keeps.
+    assert summary["wall"] == pytest.approx({
+        "matmul": 0.045, "fused attention": 0.010, "other": 0.015, "layout copy": 0.0,
+        "dropout RNG": 0.0, profile.WALL_NO_OP: 0.0075})
+    assert summary["wall_top"] == [pytest.approx((0.015, "other", "(f32[8]{0}, bf16[8]{0})",
+                                                  "layer_*/add"))]
 
 
 def test_profile_cli_summarises_a_saved_trace(tmp_path, capsys):
