@@ -95,6 +95,48 @@ def bias_activation(act, *, recompute: bool):
     return jax.checkpoint(bias_act) if recompute else bias_act
 
 
+# Threefry-2x32's rotation distances, for its even and odd groups of four rounds (Salmon et
+# al., "Parallel random numbers: as easy as 1, 2, 3", 2011).
+_THREEFRY_ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
+_THREEFRY_PARITY = 0x1BD11BDA
+
+
+def _threefry_key_words(key):
+    """The two uint32 words of a threefry2x32 key, typed or raw; None for another PRNG, or
+    when JAX draws threefry's bits another way (jax_threefry_partitionable off)."""
+    if not jax.config.jax_threefry_partitionable:
+        return None
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return jax.random.key_data(key) if str(jax.random.key_impl(key)) == "threefry2x32" else None
+    return key if key.shape == (2,) else None  # raw keys of rbg and unsafe_rbg have 4 words
+
+
+def random_words(key, count: int):
+    """uint32 [count]: jax.random.bits(key, (count,), jnp.uint32), bit for bit (a test).
+
+    For a threefry2x32 key the cipher runs here, its 20 rounds written out as element-wise
+    ops on the counters 0..count-1, which XLA fuses into one pass. JAX's own lowering of
+    threefry on CPUs is a 5-iteration loop instead (to compile faster), and each iteration
+    reads and writes the whole array: on BERT-base's CPU step the dropout bits cost several
+    times as much that way. Other PRNGs go to jax.random.bits.
+    """
+    words = _threefry_key_words(key)
+    if words is None or count >= 2**32:
+        return jax.random.bits(key, (count,), jnp.uint32)
+    k0, k1 = words[0], words[1]
+    ks = (k0, k1, k0 ^ k1 ^ np.uint32(_THREEFRY_PARITY))
+    # Counter i is the 64-bit i as (high word, low word); every count here fits the low one.
+    x0 = jnp.broadcast_to(ks[0], (count,))
+    x1 = lax.iota(jnp.uint32, count) + ks[1]
+    for group in range(5):
+        for r in _THREEFRY_ROTATIONS[group % 2]:
+            x0 = x0 + x1
+            x1 = ((x1 << np.uint32(r)) | (x1 >> np.uint32(32 - r))) ^ x0
+        x0 = x0 + ks[(group + 1) % 3]
+        x1 = x1 + ks[(group + 2) % 3] + np.uint32(group + 1)
+    return x0 ^ x1
+
+
 def keep_mask(key, rate: float, shape, bits: int = 16):
     """bool `shape`: True where dropout at `rate` keeps the element, and the probability of
     keeping one. `bits`=16 splits each random 32-bit word into two 16-bit draws (half the
@@ -107,7 +149,7 @@ def keep_mask(key, rate: float, shape, bits: int = 16):
     threshold = round(rate * 65536)
     size = int(np.prod(shape))
     with jax.named_scope("random_bits"):  # how training/profile.py finds them
-        words_W = jax.random.bits(key, ((size + 1) // 2,), jnp.uint32)
+        words_W = random_words(key, (size + 1) // 2)
     draws_S = jnp.concatenate([words_W & 0xFFFF, words_W >> 16])[:size]
     return (draws_S >= threshold).reshape(shape), 1.0 - threshold / 65536
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from bert_jax.config import ConfigError, model_config_for
+from bert_jax.modeling import layers
 from bert_jax.modeling.layers import Dropout, keep_mask
 
 
@@ -60,3 +61,40 @@ def test_dropout_keeps_the_expectation_and_is_off_when_deterministic():
 def test_config_refuses_other_bit_counts():
     with pytest.raises(ConfigError, match="model.dropout_bits must be one of"):
         model_config_for("tiny", dropout_bits=8).check()
+
+
+@pytest.mark.parametrize("count", [1, 7, 4096, 100_003])
+def test_random_words_are_jax_random_bits(count):
+    """The written-out threefry gives jax.random.bits' words to the bit: typed and raw keys,
+    split keys, jitted or not, and per-example keys under vmap."""
+    expected = lambda k: jax.random.bits(k, (count,), jnp.uint32)
+    for key in (jax.random.key(0), jax.random.split(jax.random.key(7))[1],
+                jax.random.PRNGKey(123), jax.random.key(2**31 + 5)):
+        want = np.asarray(expected(key))
+        np.testing.assert_array_equal(np.asarray(layers.random_words(key, count)), want)
+        np.testing.assert_array_equal(
+            np.asarray(jax.jit(layers.random_words, static_argnums=1)(key, count)), want)
+    keys = jax.random.split(jax.random.key(9), 3)
+    np.testing.assert_array_equal(
+        np.asarray(jax.vmap(lambda k: layers.random_words(k, count))(keys)),
+        np.asarray(jax.vmap(expected)(keys)))
+
+
+def test_random_words_of_other_prngs_come_from_jax():
+    key = jax.random.key(5, impl="rbg")
+    assert layers._threefry_key_words(key) is None
+    np.testing.assert_array_equal(np.asarray(layers.random_words(key, 1000)),
+                                  np.asarray(jax.random.bits(key, (1000,), jnp.uint32)))
+    assert layers._threefry_key_words(jax.random.key_data(key)) is None  # raw, 4 words
+
+
+def test_random_words_compile_to_one_loop_free_fusion():
+    """The reason random_words exists: no while loop (JAX's CPU lowering of threefry has
+    one, whose every iteration reads and writes the whole array)."""
+    hlo = jax.jit(layers.random_words, static_argnums=1).lower(
+        jax.random.key(0), 1 << 16).compile().as_text()
+    assert " while(" not in hlo
+    rolled = jax.jit(lambda k: jax.random.bits(k, (1 << 16,), jnp.uint32)).lower(
+        jax.random.key(0)).compile().as_text()
+    if jax.default_backend() == "cpu":
+        assert " while(" in rolled  # what the test above compares against
