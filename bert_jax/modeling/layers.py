@@ -150,8 +150,11 @@ def keep_mask(key, rate: float, shape, bits: int = 16):
     size = int(np.prod(shape))
     with jax.named_scope("random_bits"):  # how training/profile.py finds them
         words_W = random_words(key, (size + 1) // 2)
-    draws_S = jnp.concatenate([words_W & 0xFFFF, words_W >> 16])[:size]
-    return (draws_S >= threshold).reshape(shape), 1.0 - threshold / 65536
+        # Compared before they are joined: XLA fuses the cipher into this one pass, which
+        # writes one byte per element rather than a 4-byte draw to be compared later.
+        keep_S = jnp.concatenate([(words_W & 0xFFFF) >= threshold,
+                                  (words_W >> 16) >= threshold])[:size]
+    return keep_S.reshape(shape), 1.0 - threshold / 65536
 
 
 class Dropout(nn.Module):

@@ -98,3 +98,16 @@ def test_random_words_compile_to_one_loop_free_fusion():
         jax.random.key(0)).compile().as_text()
     if jax.default_backend() == "cpu":
         assert " while(" in rolled  # what the test above compares against
+
+
+@pytest.mark.parametrize("shape", [(8, 128, 768), (3, 5, 7)])
+def test_16_bit_masks_follow_the_documented_draws(shape):
+    """Element i of the flattened mask is kept when its 16-bit draw reaches round(rate *
+    2^16): the low halves of jax.random.bits' words for the first half of the elements,
+    the high halves for the rest. The masks of runs before random_words stay the same."""
+    key, rate = jax.random.key(11), 0.1
+    size = int(np.prod(shape))
+    words = np.asarray(jax.random.bits(key, ((size + 1) // 2,), jnp.uint32))
+    draws = np.concatenate([words & 0xFFFF, words >> 16])[:size]
+    keep, _ = jax.jit(keep_mask, static_argnums=(1, 2))(key, rate, shape)
+    np.testing.assert_array_equal(np.asarray(keep), (draws >= round(rate * 65536)).reshape(shape))
