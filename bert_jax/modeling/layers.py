@@ -107,7 +107,8 @@ def _threefry_key_words(key):
     if not jax.config.jax_threefry_partitionable:
         return None
     if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
-        return jax.random.key_data(key) if str(jax.random.key_impl(key)) == "threefry2x32" else None
+        threefry = str(jax.random.key_impl(key)) == "threefry2x32"
+        return jax.random.key_data(key) if threefry else None
     return key if key.shape == (2,) else None  # raw keys of rbg and unsafe_rbg have 4 words
 
 
@@ -117,8 +118,8 @@ def random_words(key, count: int):
     For a threefry2x32 key the cipher runs here, its 20 rounds written out as element-wise
     ops on the counters 0..count-1, which XLA fuses into one pass. JAX's own lowering of
     threefry on CPUs is a 5-iteration loop instead (to compile faster), and each iteration
-    reads and writes the whole array: on BERT-base's CPU step the dropout bits cost several
-    times as much that way. Other PRNGs go to jax.random.bits.
+    reads and writes the whole array; without it BERT-base's CPU step ran 1.03-1.05x faster
+    (BENCHMARKS.md). Other PRNGs go to jax.random.bits.
     """
     words = _threefry_key_words(key)
     if words is None or count >= 2**32:
