@@ -200,6 +200,10 @@ def summarize_trace(trace_dir: str, hlo_text: str, steps: int) -> dict:
         by_category[cat] += ms
         by_op[key] += ms
         intervals.append((start, start + ns, cat, key[1:]))
+    if not intervals:
+        raise ValueError(f"none of the {len(events)} events of the trace in {trace_dir} ran "
+                         "an op of the given compiled module: were the trace and the module "
+                         "(step.hlo.txt) written by the same run?")
     wall, wall_top = wall_breakdown(intervals, steps)
     return {"categories": dict(by_category),
             "top": [(ms, *key) for key, ms in by_op.most_common(25)],
@@ -243,7 +247,12 @@ def main(argv=None) -> None:
         raise SystemExit(f"error: no {HLO_FILE} in {args.trace_dir} (written by "
                          "experiments/benchmark.py --profile)")
     with open(hlo) as f:
-        print_summary(summarize_trace(args.trace_dir, f.read(), args.steps))
+        hlo_text = f.read()
+    try:
+        summary = summarize_trace(args.trace_dir, hlo_text, args.steps)
+    except (FileNotFoundError, ValueError) as err:
+        raise SystemExit(f"error: {err}") from None
+    print_summary(summary)
 
 
 if __name__ == "__main__":

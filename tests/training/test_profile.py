@@ -75,6 +75,12 @@ def test_summary_of_a_real_trace_finds_the_matmul(tmp_path):
     wall = summary["wall"]
     assert sum(wall.values()) <= window_ms * (1 + 1e-9)
     assert 0 < wall["matmul"] <= cats["matmul"] * (1 + 1e-9)
+    # A module the trace did not run (another run's step.hlo.txt): a clear error, not a
+    # division by zero when the summary is printed.
+    (tmp_path / profile.HLO_FILE).write_text(
+        '  %dot.9 = f32[8,8]{1,0} dot(%a, %b), metadata={op_name="jit(g)/dot_general"}\n')
+    with pytest.raises(SystemExit, match="same run"):
+        profile.main([str(tmp_path), "--steps", "3"])
 
 
 def test_wall_breakdown_gives_each_instant_to_what_ran():
@@ -168,3 +174,8 @@ def test_profile_cli_summarises_a_saved_trace(tmp_path, capsys):
     profile.main([str(tmp_path), "--steps", "1"])
     out = capsys.readouterr().out
     assert "matmul" in out and "fused attention" in out and "largest ops:" in out
+    empty = tmp_path / "no_trace"
+    empty.mkdir()
+    (empty / profile.HLO_FILE).write_text("")
+    with pytest.raises(SystemExit, match="no \\*.xplane.pb"):
+        profile.main([str(empty), "--steps", "1"])
