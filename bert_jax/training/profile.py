@@ -123,14 +123,6 @@ def trace_events(trace_dir: str) -> list[tuple[str, float, float]]:
             for event in line.events if not event.name.startswith(_SKIP)]
 
 
-def read_events(trace_dir: str) -> collections.Counter:
-    """Event name -> total nanoseconds of the newest trace (see `trace_events`)."""
-    total = collections.Counter()
-    for name, _, ns in trace_events(trace_dir):
-        total[name] += ns
-    return total
-
-
 WALL_NO_OP = "no op event"
 
 
@@ -221,9 +213,7 @@ def print_summary(summary: dict) -> None:
     print("  largest ops:")
     for ms, cat, shape, op_name in summary["top"][:12]:
         print(f"  {ms:8.2f} ms  {cat:12s} {shape:28s} {op_name[-80:]}")
-    wall = summary.get("wall")
-    if not wall:
-        return
+    wall = summary["wall"]
     window = sum(wall.values())
     print(f"wall time of the traced steps: {window:.1f} ms per step")
     for name, ms in sorted(wall.items(), key=lambda kv: -kv[1]):
