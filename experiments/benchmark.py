@@ -297,7 +297,8 @@ def main(argv):
 
         hf_step = medians["hf"]
         hf_flops = train_flops_per_step(timer.model, batch_size=bench.batch_size,
-                                        seq_len=bench.seq_len, predictions=bench.seq_len)
+                                        seq_len=bench.seq_len, predictions=bench.seq_len,
+                                        gathered=False)
         result.update(
             hf_step_time_ms=1e3 * hf_step, hf_step_time_ms_all=[1e3 * t for t in times["hf"]],
             hf_tokens_per_sec=tokens / hf_step, hf_model_flops_per_step=hf_flops,

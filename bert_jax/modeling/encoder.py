@@ -18,6 +18,8 @@ Sharing (`config.share_layers`) changes where parameters live, never the block c
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import flax.linen as nn
@@ -45,10 +47,10 @@ class _ScannedBlock(nn.Module):
     deterministic: bool
 
     @nn.compact
-    def __call__(self, x_BxLxH, attention_mask):
+    def __call__(self, x_BxLxH, attention_mask, query_positions=None):
         block = _maybe_remat(TransformerBlock, self.config, scanned=True)
         return block(self.config, name="block")(x_BxLxH, attention_mask,
-                                                self.deterministic), None
+                                                self.deterministic, query_positions), None
 
 
 def _unroll(config: ModelConfig) -> int:
@@ -64,8 +66,56 @@ def _maybe_remat(block_cls, config: ModelConfig, *, scanned: bool):
                     static_argnums=(3,))
 
 
+class _LastLayerApart(nn.Module):
+    """Layers 0..n-2 at every position (a scan), then layer n-1 at `positions` only.
+
+    Sees its parameters as {"first": {"block": layers 0..n-2}, "last": layer n-1}: the
+    Encoder maps the stored stack (or the shared block, `shared`) onto that view.
+    """
+
+    config: ModelConfig
+    deterministic: bool
+    shared: bool
+
+    @nn.compact
+    def __call__(self, x_BxLxH, attention_mask, positions_BxQ):
+        c = self.config
+        if c.num_layers > 1:
+            length = c.num_layers - 1
+            if self.shared:
+                scan = functools.partial(nn.scan, variable_broadcast="params",
+                                         split_rngs={"params": False, "dropout": True})
+            else:
+                scan = functools.partial(nn.scan, variable_axes={"params": 0},
+                                         split_rngs={"params": True, "dropout": True})
+            stack = scan(_ScannedBlock, in_axes=nn.broadcast, length=length,
+                         unroll=min(_unroll(c), length))
+            x_BxLxH, _ = stack(c, self.deterministic, name="first")(x_BxLxH, attention_mask)
+        block = _maybe_remat(TransformerBlock, c, scanned=False)
+        return block(c, name="last")(x_BxLxH, attention_mask, self.deterministic,
+                                     positions_BxQ)
+
+
+def _split_last(shared: bool):
+    """Stored scan parameters {"block": P} -> _LastLayerApart's view of them."""
+    def split(variables):
+        block = variables["params"]["block"]
+        if shared:
+            view = {"first": {"block": block}, "last": block}
+        else:
+            view = {"first": {"block": jax.tree.map(lambda x: x[:-1], block)},
+                    "last": jax.tree.map(lambda x: x[-1], block)}
+        return {**variables, "params": view}
+    return split
+
+
 class Encoder(nn.Module):
     """[B, L, H] -> [B, L, H] (config.residual_dtype) through `num_layers` post-LN blocks.
+
+    With `output_positions` (int [B, Q]) the last layer computes only those rows: the result
+    is [B, Q, H], equal to the rows of the full output at those positions (a test), for a
+    pretraining step that reads [CLS] and the masked positions only. The parameters are the
+    same either way; dropout draws differ, the last layer's being over [B, Q, H].
 
     Handles share_layers "none" and "all"; partial sharing is `make_encoder`'s wrapper
     around this class.
@@ -74,10 +124,17 @@ class Encoder(nn.Module):
     config: ModelConfig
 
     @nn.compact
-    def __call__(self, x_BxLxH, attention_mask, *, deterministic: bool):
+    def __call__(self, x_BxLxH, attention_mask, *, deterministic: bool,
+                 output_positions=None):
         c = self.config
-        if c.share_layers == "all":
-            return self._all_shared(x_BxLxH, attention_mask, deterministic)
+        shared = c.share_layers == "all"
+        if output_positions is not None and c.scan_layers and not self.is_initializing():
+            # The stored layout stays the scan's; the last layer reads its slice of it.
+            split = nn.map_variables(_LastLayerApart, "params", trans_in_fn=_split_last(shared))
+            return split(c, deterministic, shared, name="shared" if shared else "layers")(
+                x_BxLxH, attention_mask, output_positions)
+        if shared:
+            return self._all_shared(x_BxLxH, attention_mask, deterministic, output_positions)
         if c.scan_layers:
             stack = nn.scan(_ScannedBlock, variable_axes={"params": 0},
                             split_rngs={"params": True, "dropout": True},
@@ -86,12 +143,14 @@ class Encoder(nn.Module):
             return x_BxLxH
         block_cls = _maybe_remat(TransformerBlock, c, scanned=False)
         for i in range(c.num_layers):
-            x_BxLxH = block_cls(c, name=f"layer_{i}")(x_BxLxH, attention_mask, deterministic)
+            last = i == c.num_layers - 1
+            x_BxLxH = block_cls(c, name=f"layer_{i}")(
+                x_BxLxH, attention_mask, deterministic, output_positions if last else None)
         return x_BxLxH
 
-    def _all_shared(self, x_BxLxH, attention_mask, deterministic):
+    def _all_shared(self, x_BxLxH, attention_mask, deterministic, output_positions):
         c = self.config
-        if c.scan_layers:
+        if c.scan_layers:  # (with output_positions, __call__'s _LastLayerApart)
             # Parameters are broadcast (closed over), not scanned; dropout differs per layer.
             stack = nn.scan(_ScannedBlock, variable_broadcast="params",
                             split_rngs={"params": False, "dropout": True},
@@ -101,8 +160,9 @@ class Encoder(nn.Module):
         # The same bound module called num_layers times: one set of parameters, and a fresh
         # dropout key at each call.
         block = _ScannedBlock(c, deterministic, name="shared")
-        for _ in range(c.num_layers):
-            x_BxLxH, _ = block(x_BxLxH, attention_mask)
+        for i in range(c.num_layers):
+            last = i == c.num_layers - 1
+            x_BxLxH, _ = block(x_BxLxH, attention_mask, output_positions if last else None)
         return x_BxLxH
 
 

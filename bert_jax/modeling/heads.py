@@ -6,12 +6,9 @@ import jax.numpy as jnp
 import flax.linen as nn
 
 from bert_jax.config import ModelConfig
-from bert_jax.modeling.layers import activation, dense, layer_norm
+from bert_jax.modeling.layers import activation, dense, gather_positions, layer_norm
 
-
-def gather_positions(x_BxLxH, positions_BxP):
-    """Rows of x at the given positions: [B, L, H], int [B, P] -> [B, P, H]."""
-    return jnp.take_along_axis(x_BxLxH, positions_BxP[..., None].astype(jnp.int32), axis=1)
+__all__ = ["MlmHead", "Pooler", "SentencePairHead", "gather_positions"]
 
 
 class Pooler(nn.Module):

@@ -28,6 +28,11 @@ def layer_norm(config: ModelConfig, name: str) -> nn.LayerNorm:
                         param_dtype=config.param_dtype, use_fast_variance=False, name=name)
 
 
+def gather_positions(x_BxLxH, positions_BxP):
+    """Rows of x at the given positions: [B, L, H], int [B, P] -> [B, P, H]."""
+    return jnp.take_along_axis(x_BxLxH, positions_BxP[..., None].astype(jnp.int32), axis=1)
+
+
 def dense(config: ModelConfig, features, name: str | None = None, axis=-1) -> nn.DenseGeneral:
     # name=None: a module assigned in setup() takes its attribute name.
     return nn.DenseGeneral(features, axis=axis, dtype=config.dtype,
@@ -261,47 +266,57 @@ class SelfAttention(nn.Module):
     """Multi-head self-attention; returns the projected output.
 
     The mask is a key padding mask int [B, L] (1 real, 0 padding) or a full bool [B, 1, L, L]
-    one (True = may attend), e.g. packed_attention_mask's.
+    one (True = may attend), e.g. packed_attention_mask's. With `query_positions` (int
+    [B, Q]) only those positions query: keys and values come from every position, the
+    output is [B, Q, H], and each row equals the full output's row at that position.
     """
 
     config: ModelConfig
 
     @nn.compact
-    def __call__(self, x_BxLxH, attention_mask, *, deterministic: bool):
+    def __call__(self, x_BxLxH, attention_mask, *, deterministic: bool,
+                 query_positions=None):
         c = self.config
         n, d = c.num_heads, c.head_dim
-        q_BxLxNxD = dense(c, (n, d), "query")(x_BxLxH)
+        x_BxQxH = x_BxLxH if query_positions is None else gather_positions(x_BxLxH,
+                                                                           query_positions)
+        q_BxQxNxD = dense(c, (n, d), "query")(x_BxQxH)
         k_BxLxNxD = dense(c, (n, d), "key")(x_BxLxH)
         v_BxLxNxD = dense(c, (n, d), "value")(x_BxLxH)
         full_mask = attention_mask.ndim == 4
-        mask_Bx1xLxL = (attention_mask if full_mask
+        if full_mask and query_positions is not None:  # the queries' rows of the mask
+            attention_mask = jnp.take_along_axis(
+                attention_mask, query_positions[:, None, :, None].astype(jnp.int32), axis=2)
+        mask_Bx1xQxL = (attention_mask if full_mask
                         else attention_mask[:, None, None, :]).astype(bool)  # or [B,1,1,L]
         use_dropout = c.attention_dropout > 0.0 and not deterministic
         if use_dropout:
             # jax.nn.dot_product_attention has no dropout on the probabilities, so the
             # explicit form runs whenever attention dropout is active.
-            logits_BxNxLxL = jnp.einsum("bqnd,bknd->bnqk", q_BxLxNxD, k_BxLxNxD,
+            logits_BxNxQxL = jnp.einsum("bqnd,bknd->bnqk", q_BxQxNxD, k_BxLxNxD,
                                         preferred_element_type=jnp.float32) / jnp.sqrt(d)
-            logits_BxNxLxL = jnp.where(mask_Bx1xLxL, logits_BxNxLxL,
+            logits_BxNxQxL = jnp.where(mask_Bx1xQxL, logits_BxNxQxL,
                                        jnp.finfo(jnp.float32).min)
-            probs_BxNxLxL = jax.nn.softmax(logits_BxNxLxL, axis=-1)
-            probs_BxNxLxL = dropout(c, c.attention_dropout)(probs_BxNxLxL,
+            probs_BxNxQxL = jax.nn.softmax(logits_BxNxQxL, axis=-1)
+            probs_BxNxQxL = dropout(c, c.attention_dropout)(probs_BxNxQxL,
                                                              deterministic=deterministic)
-            ctx_BxLxNxD = jnp.einsum("bnqk,bknd->bqnd", probs_BxNxLxL.astype(c.dtype),
+            ctx_BxQxNxD = jnp.einsum("bnqk,bknd->bqnd", probs_BxNxQxL.astype(c.dtype),
                                      v_BxLxNxD)
         elif c.attention_impl == "cudnn" and full_mask:
-            ctx_BxLxNxD = jax.nn.dot_product_attention(
-                q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, mask=mask_Bx1xLxL, implementation="cudnn")
+            ctx_BxQxNxD = jax.nn.dot_product_attention(
+                q_BxQxNxD, k_BxLxNxD, v_BxLxNxD, mask=mask_Bx1xQxL, implementation="cudnn")
         elif c.attention_impl == "cudnn":
-            # Lengths, not a mask: cuDNN's fused kernel skips the padded keys' blocks.
+            # Lengths, not a mask: cuDNN's fused kernel skips the padded keys' blocks. Gathered
+            # queries are not a prefix of the row, so they get no length (all are computed).
             lengths_B = attention_mask.astype(jnp.int32).sum(-1)
-            ctx_BxLxNxD = jax.nn.dot_product_attention(
-                q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, query_seq_lengths=lengths_B,
+            ctx_BxQxNxD = jax.nn.dot_product_attention(
+                q_BxQxNxD, k_BxLxNxD, v_BxLxNxD,
+                query_seq_lengths=lengths_B if query_positions is None else None,
                 key_value_seq_lengths=lengths_B, implementation="cudnn")
         else:
-            ctx_BxLxNxD = jax.nn.dot_product_attention(q_BxLxNxD, k_BxLxNxD, v_BxLxNxD,
-                                                       mask=mask_Bx1xLxL, implementation="xla")
-        return dense(c, c.hidden_size, "output", axis=(-2, -1))(ctx_BxLxNxD)
+            ctx_BxQxNxD = jax.nn.dot_product_attention(q_BxQxNxD, k_BxLxNxD, v_BxLxNxD,
+                                                       mask=mask_Bx1xQxL, implementation="xla")
+        return dense(c, c.hidden_size, "output", axis=(-2, -1))(ctx_BxQxNxD)
 
 
 # The block's sub-layers by the names of their modules: cross-layer sharing (encoder.py) and
@@ -316,19 +331,24 @@ class TransformerBlock(nn.Module):
     """Post-LN block: x = LN(x + Attn(x)); x = LN(x + FFN(x)), with hidden dropout.
 
     BERT, RoBERTa and ALBERT all use this one block; ALBERT's sharing only decides where its
-    parameters come from (encoder.py).
+    parameters come from (encoder.py). With `query_positions` (int [B, Q]) the block computes
+    only those rows of its output, [B, Q, H] (every position still serves as a key and a
+    value): the last layer of a pretraining step needs no others (encoder.py).
     """
 
     config: ModelConfig
 
     @nn.compact
-    def __call__(self, x_BxLxH, attention_mask, deterministic: bool):
+    def __call__(self, x_BxLxH, attention_mask, deterministic: bool, query_positions=None):
         c = self.config
         drop = dropout(c, c.hidden_dropout)
-        attn_BxLxH = SelfAttention(c, name="attention")(x_BxLxH, attention_mask,
-                                                        deterministic=deterministic)
+        attn_BxQxH = SelfAttention(c, name="attention")(x_BxLxH, attention_mask,
+                                                        deterministic=deterministic,
+                                                        query_positions=query_positions)
+        if query_positions is not None:
+            x_BxLxH = gather_positions(x_BxLxH, query_positions)  # L is Q from here on
         x_BxLxH = layer_norm(c, "attention_LayerNorm")(
-            x_BxLxH + drop(attn_BxLxH, deterministic=deterministic).astype(c.residual_dtype))
+            x_BxLxH + drop(attn_BxQxH, deterministic=deterministic).astype(c.residual_dtype))
         h_BxLxI = DenseActivation(c, c.intermediate_size, name="intermediate")(x_BxLxH)
         h_BxLxH = dense(c, c.hidden_size, "output")(h_BxLxI)
         return layer_norm(c, "output_LayerNorm")(

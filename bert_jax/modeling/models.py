@@ -30,7 +30,9 @@ class BertForPreTraining(nn.Module):
     padding; data.packing="packed_documents") tokens attend only within their sequence and
     positions restart at each, so each sequence gets what it would get alone.
 
-    Returns a dict, all float32: `last_hidden_state` [B, L, H]; `pooled_output` [B, H] with
+    Returns a dict, all float32: `last_hidden_state` [B, L, H] (not with masked_positions
+    and config.last_layer_subset, where the last layer computes [CLS] and the masked rows
+    only); `pooled_output` [B, H] with
     `config.pooler`; `mlm_logits` [B, P, V] or [B, L, V] with `config.mlm_head`; and
     `nsp_logits` [B, 2] with `config.next_sentence`, or `sop_logits` [B, 2] with
     `config.sentence_order`. A module that is off has no parameters.
@@ -60,16 +62,31 @@ class BertForPreTraining(nn.Module):
         x_BxLxH = self.embeddings(input_ids, token_type_ids, attention_mask,
                                   deterministic=deterministic, pack_ids_BxL=pack_ids)
         mask = attention_mask if pack_ids is None else packed_attention_mask(pack_ids)
-        x_BxLxH = self.encoder(x_BxLxH, mask, deterministic=deterministic)
-        out = {"last_hidden_state": x_BxLxH.astype(jnp.float32)}  # any residual_dtype
-        if self.config.pooler:
-            out["pooled_output"] = self.pooler(x_BxLxH)
-        if self.config.mlm_head:
-            if masked_positions is not None:
-                mlm_in = gather_positions(x_BxLxH, masked_positions)
-            else:
-                mlm_in = x_BxLxH
-            out["mlm_logits"] = self.mlm_head(mlm_in, self.embeddings.attend)
+        c = self.config
+        length = input_ids.shape[1]
+        if (masked_positions is not None
+                and c.last_layer_rows(length, masked_positions.shape[1]) < length):
+            # Only [CLS] (for the pooler) and the masked positions leave the last layer.
+            cls_Bx1 = jnp.zeros((masked_positions.shape[0], int(c.pooler)), jnp.int32)
+            rows_BxQ = jnp.concatenate([cls_Bx1, masked_positions.astype(jnp.int32)], axis=1)
+            x_BxQxH = self.encoder(x_BxLxH, mask, deterministic=deterministic,
+                                   output_positions=rows_BxQ)
+            out = {}
+            if c.pooler:
+                out["pooled_output"] = self.pooler(x_BxQxH)  # row 0 is [CLS]
+            out["mlm_logits"] = self.mlm_head(x_BxQxH[:, int(c.pooler):],
+                                              self.embeddings.attend)
+        else:
+            x_BxLxH = self.encoder(x_BxLxH, mask, deterministic=deterministic)
+            out = {"last_hidden_state": x_BxLxH.astype(jnp.float32)}  # any residual_dtype
+            if c.pooler:
+                out["pooled_output"] = self.pooler(x_BxLxH)
+            if c.mlm_head:
+                if masked_positions is not None:
+                    mlm_in = gather_positions(x_BxLxH, masked_positions)
+                else:
+                    mlm_in = x_BxLxH
+                out["mlm_logits"] = self.mlm_head(mlm_in, self.embeddings.attend)
         if self.config.next_sentence:
             out["nsp_logits"] = self.nsp_head(out["pooled_output"])
         if self.config.sentence_order:

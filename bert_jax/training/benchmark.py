@@ -54,6 +54,7 @@ class BenchConfig:
     attention_impl: str = "xla"
     parallel: str = "pmap"
     update_guard: str = "auto"  # StepConfig.update_guard: how a non-finite update is dropped
+    last_layer_subset: bool = True  # model.last_layer_subset: last layer at the read rows only
     seed: int = 0
 
     @property
@@ -71,7 +72,7 @@ class BenchConfig:
             hidden_dropout=self.dropout, dropout_bits=self.dropout_bits,
             attention_dropout=(self.dropout if self.attention_dropout is None
                                else self.attention_dropout),
-            attention_impl=self.attention_impl)
+            attention_impl=self.attention_impl, last_layer_subset=self.last_layer_subset)
         config.check()  # e.g. --scan_unroll beyond the model's layers: ConfigError
         return config
 
@@ -80,7 +81,7 @@ class BenchConfig:
 # it computes or on how many tokens (so step times compare directly).
 AB_FIELDS = ("dtype", "dropout", "attention_dropout", "dropout_bits", "remat", "scan_layers",
              "scan_unroll", "residual_dtype", "grad_accum", "attention_impl", "parallel",
-             "update_guard")
+             "update_guard", "last_layer_subset")
 
 
 def with_settings(bench: BenchConfig, settings: str) -> BenchConfig:

@@ -28,13 +28,15 @@ def test_shapes_and_gathered_mlm():
     positions = jnp.array([[1, 2, 3], [4, 5, 6], [0, 0, 0]])
     out = _apply(model, params, b["input_ids"], b["attention_mask"],
                       b["token_type_ids"], positions)
-    assert out["last_hidden_state"].shape == (3, 16, 128)
+    # Given positions, the last layer ran at [CLS] and those only (test_last_layer_subset).
+    assert "last_hidden_state" not in out
     assert out["pooled_output"].shape == (3, 128)
     assert out["mlm_logits"].shape == (3, 3, synthetic.VOCAB)
     assert out["nsp_logits"].shape == (3, 2)
     full = _apply(model, params, b["input_ids"], b["attention_mask"],
                        b["token_type_ids"])
     assert full["mlm_logits"].shape == (3, 16, synthetic.VOCAB)
+    assert full["last_hidden_state"].shape == (3, 16, 128)
     # The gathered head equals the all-positions head at those positions.
     np.testing.assert_allclose(out["mlm_logits"][1],
                                full["mlm_logits"][1, 4:7], rtol=1e-5, atol=1e-5)
