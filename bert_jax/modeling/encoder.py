@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 
 import jax
+from jax import lax
 import jax.numpy as jnp
 import flax.linen as nn
 
@@ -97,14 +98,20 @@ class _LastLayerApart(nn.Module):
 
 
 def _split_last(shared: bool):
-    """Stored scan parameters {"block": P} -> _LastLayerApart's view of them."""
+    """Stored scan parameters {"block": P} -> _LastLayerApart's view of them.
+
+    lax.split, not two slices: its gradient is one concatenation of the two parts', where
+    slices' would be two zero-padded [n, ...] arrays added (two more passes over every
+    layer's weight gradients: ~45 ms of a 3.4 s BERT-base CPU step)."""
     def split(variables):
         block = variables["params"]["block"]
         if shared:
             view = {"first": {"block": block}, "last": block}
         else:
-            view = {"first": {"block": jax.tree.map(lambda x: x[:-1], block)},
-                    "last": jax.tree.map(lambda x: x[-1], block)}
+            leaves, tree = jax.tree.flatten(block)
+            parts = [lax.split(x, (x.shape[0] - 1, 1)) for x in leaves]
+            view = {"first": {"block": tree.unflatten([first for first, _ in parts])},
+                    "last": tree.unflatten([last[0] for _, last in parts])}
         return {**variables, "params": view}
     return split
 
