@@ -109,6 +109,12 @@ RESUME_MAY_CHANGE = frozenset({
 })
 
 
+# Fields added after runs were saved whose default is not what those runs did: a saved config
+# without the field reads as this value. (The last layer ran at every row before
+# model.last_layer_subset; on, its dropout draws differ, so such a run resumes only with it off.)
+BEFORE_FIELD_EXISTED = {"model.last_layer_subset": False}
+
+
 def _flat(tree: dict) -> dict:
     return traverse_util.flatten_dict(tree, sep=".")
 
@@ -127,6 +133,8 @@ def check_resume_config(config, workdir: str, *, may_change=RESUME_MAY_CHANGE,
     # A field added to the code after the run started reads as its default (e.g. AMBERT's
     # data.coarse_vocab_path, model.coarse_vocab_size): that is what the run did.
     defaults = _flat(json.loads(json.dumps(default_config().to_dict(), default=str)))
+    # BEFORE_FIELD_EXISTED overrides that for fields whose default changed what a step does.
+    defaults.update(BEFORE_FIELD_EXISTED)
     saved = {**{k: defaults[k] for k in set(current) - set(saved) if k in defaults}, **saved}
     changed = sorted(k for k in set(saved) | set(current)
                      if k not in may_change and saved.get(k) != current.get(k))

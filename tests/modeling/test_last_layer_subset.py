@@ -14,17 +14,17 @@ from bert_jax.modeling.models import BertForPreTraining, init_params
 
 V, B, L, P = 400, 3, 24, 4
 
+# Each of encoder.py's paths: the scan split in two (a stacked slice, or ALBERT's one shared
+# block used twice), the unrolled loops, partial sharing's mapped view, one layer (no scan
+# before the last), and no pooler (no [CLS] row).
 LAYOUTS = {
-    "scanned": {},
-    "scan_unroll_1": dict(scan_unroll=1),
+    "scanned": dict(num_layers=3),
     "unrolled": dict(scan_layers=False),
     "albert_scanned": dict(share_layers="all", embedding_size=64),
     "albert_unrolled": dict(share_layers="all", embedding_size=64, scan_layers=False),
     "shared_attention": dict(share_layers="attention"),
-    "shared_ffn_unrolled": dict(share_layers="ffn", scan_layers=False),
     "no_pooler": dict(pooler=False, next_sentence=False),
     "one_layer": dict(num_layers=1),
-    "three_layers_scanned": dict(num_layers=3),
 }
 
 

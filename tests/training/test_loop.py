@@ -166,6 +166,23 @@ def test_resume_check_reads_fields_added_since_as_their_defaults(corpus, tmp_pat
         loop.check_resume_config(config, str(tmp_path / "w"))
 
 
+def test_resume_check_reads_a_run_from_before_last_layer_subset_as_off(corpus, tmp_path):
+    """A run saved before model.last_layer_subset existed computed the whole last layer: it
+    resumes with the field off, and is refused under the new default (whose dropout draws
+    in that layer differ), naming the field."""
+    config = make_config(corpus)
+    saved = json.loads(json.dumps(config.to_dict(), default=str))
+    del saved["model"]["last_layer_subset"]
+    os.makedirs(tmp_path / "w")
+    with open(tmp_path / "w" / "config.json", "w") as f:
+        json.dump(saved, f)
+    assert config.model.last_layer_subset
+    with pytest.raises(ConfigError, match="model.last_layer_subset: saved False, now True"):
+        loop.check_resume_config(config, str(tmp_path / "w"))
+    config.model.last_layer_subset = False
+    loop.check_resume_config(config, str(tmp_path / "w"))
+
+
 def test_nonfinite_policy(corpus, tmp_path):
     """A learning rate of 1e30 blows the parameters up after one step: 'stop' ends the run
     with a clear error and finite checkpoints; 'skip' runs on, counting skipped updates."""
