@@ -292,3 +292,18 @@ def test_process_ab_alternates_processes_with_and_without_the_assignment(tmp_pat
     last = run.stdout.strip().splitlines()[-1]
     assert last.startswith("a (BERT_JAX_HUGE_PAGES=0): ")
     assert last.endswith(f"b is {median('a') / median('b'):.3f}x the speed of a")
+
+
+def test_attention_layout_script_checks_and_times_both_layouts():
+    """experiments/attention_layout.py (the figure quoted in SelfAttention): both layouts'
+    values and gradients agree before timing (the script asserts it), and the ratio prints."""
+    run = subprocess.run(
+        [sys.executable, "-m", "experiments.attention_layout", "--batch_size", "2",
+         "--seq_len", "16", "--num_heads", "2", "--head_dim", "8", "--steps", "2",
+         "--rounds", "2"], cwd=ROOT, env=dict(os.environ, JAX_PLATFORMS="cpu"),
+        capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    m = re.search(r"medians of 4 calls: in place ([\d.]+) ms, heads first ([\d.]+) ms; "
+                  r"heads first is ([\d.]+)x the speed", run.stdout)
+    assert m, run.stdout
+    assert float(m[1]) > 0 and float(m[2]) > 0 and float(m[3]) > 0
