@@ -10,6 +10,7 @@ Leading shapes are free: MLM logits [B, P, V] with labels/weights [B, P], NSP/SO
 [B, 2] with labels/weights [B], or anything else `[..., V]` / `[...]`.
 """
 import jax
+from jax import lax
 import jax.numpy as jnp
 
 
@@ -44,9 +45,14 @@ def weighted_cross_entropy(logits_BxPxV, labels_BxP, weights_BxP, label_smoothin
     if not 0.0 <= label_smoothing < 1.0:
         raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
     log_probs_BxPxV = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
-    # Clip so out-of-range labels in padding entries can't produce NaN; they get weight 0.
-    nll_BxP = -jnp.take_along_axis(
-        log_probs_BxPxV, labels[..., None].astype(jnp.int32), axis=-1, mode="clip")[..., 0]
+    # The label's entry picked by a one-hot select and a sum (exactly that entry: the others
+    # add zeros), not a gather: its gradient is then a select that fuses into the softmax's
+    # backward, where a gather's is a scatter into a [..., V] array of zeros (~8 ms of
+    # BERT-base's 3.4 s CPU step). An out-of-range label in a padding entry picks nothing
+    # (loss 0, no NaN); it has weight 0 anyway.
+    onehot_BxPxV = lax.broadcasted_iota(jnp.int32, log_probs_BxPxV.shape,
+                                        log_probs_BxPxV.ndim - 1) == labels[..., None]
+    nll_BxP = -jnp.sum(jnp.where(onehot_BxPxV, log_probs_BxPxV, 0.0), axis=-1)
     if label_smoothing:
         smooth_BxP = -jnp.mean(log_probs_BxPxV, axis=-1)
         nll_BxP = (1.0 - label_smoothing) * nll_BxP + label_smoothing * smooth_BxP
@@ -69,6 +75,14 @@ def weighted_accuracy(logits_BxPxV, labels_BxP, weights_BxP):
     """
     logits, labels, weights = map(jnp.asarray, (logits_BxPxV, labels_BxP, weights_BxP))
     _check_shapes(logits, labels, weights)
-    correct_BxP = jnp.argmax(logits, axis=-1) == labels
+    # argmax == label without argmax's (value, index) reduction, which XLA:CPU does not
+    # vectorise (~11 ms of BERT-base's CPU step): the label's logit beats every logit
+    # before it and ties or beats every one after it. An out-of-range label is never right.
+    v = logits.shape[-1]
+    label_Bx1 = jnp.clip(labels, 0, v - 1)[..., None].astype(jnp.int32)
+    picked_Bx1 = jnp.take_along_axis(logits, label_Bx1, axis=-1)
+    ids_BxPxV = lax.broadcasted_iota(jnp.int32, logits.shape, logits.ndim - 1)
+    beats_BxPxV = jnp.where(ids_BxPxV < label_Bx1, logits < picked_Bx1, logits <= picked_Bx1)
+    correct_BxP = jnp.all(beats_BxPxV, axis=-1) & (labels >= 0) & (labels < v)
     weights = weights.astype(jnp.float32)
     return jnp.sum(jnp.where(correct_BxP, weights, 0.0)), jnp.sum(weights)

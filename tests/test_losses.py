@@ -112,3 +112,38 @@ def test_shape_mismatch_raises():
     jitted = jax.jit(losses.weighted_cross_entropy, static_argnames="label_smoothing")
     np.testing.assert_allclose(jitted(jnp.zeros((2, 4)), jnp.array([0, 3]), jnp.ones(2))[0],
                                2 * np.log(4), rtol=1e-6)
+
+
+def test_accuracy_is_argmax_with_ties_and_out_of_range_labels():
+    """Small integer logits tie often: right exactly where argmax (the lowest tied id) is the
+    label; a label outside [0, V) is never right."""
+    rng = np.random.default_rng(0)
+    logits = rng.integers(0, 4, (6, 50, 7)).astype(np.float32)
+    labels = rng.integers(-1, 8, (6, 50))
+    weights = rng.random((6, 50)).astype(np.float32)
+    correct, weight = jax.jit(losses.weighted_accuracy)(logits, labels, weights)
+    right = logits.argmax(-1) == labels
+    assert 0 < right.sum() < right.size and ((labels < 0) | (labels > 6)).any()
+    np.testing.assert_allclose(correct, (right * weights).sum(), rtol=1e-6)
+    np.testing.assert_allclose(weight, weights.sum(), rtol=1e-6)
+
+
+def test_cross_entropy_picks_exactly_the_labels_log_probability():
+    """The one-hot sum equals the gathered entry bit for bit, and so does its gradient."""
+    rng = np.random.default_rng(1)
+    logits = jnp.asarray(rng.standard_normal((4, 20, 300)) * 5, jnp.float32)
+    labels = jnp.asarray(rng.integers(0, 300, (4, 20)))
+    weights = jnp.ones((4, 20))
+
+    def gathered(x):
+        logp = jax.nn.log_softmax(x, axis=-1)
+        return -jnp.sum(jnp.take_along_axis(logp, labels[..., None], axis=-1))
+
+    ours = lambda x: losses.weighted_cross_entropy(x, labels, weights)[0]
+    per_entry = jax.jit(jax.vmap(jax.vmap(
+        lambda x, y: losses.weighted_cross_entropy(x[None], y[None], jnp.ones(1))[0])))
+    want = -jnp.take_along_axis(jax.nn.log_softmax(logits, axis=-1), labels[..., None],
+                                axis=-1)[..., 0]
+    assert np.array_equal(per_entry(logits, labels), want)
+    np.testing.assert_allclose(jax.jit(ours)(logits), jax.jit(gathered)(logits), rtol=1e-6)
+    assert np.array_equal(jax.jit(jax.grad(ours))(logits), jax.jit(jax.grad(gathered))(logits))
