@@ -308,18 +308,18 @@ class SelfAttention(nn.Module):
             ctx_BxNxQxD = jnp.einsum("bnqk,bnkd->bnqd", probs_BxNxQxL.astype(c.dtype),
                                      v_BxNxLxD)
             ctx_BxQxNxD = ctx_BxNxQxD.transpose(0, 2, 1, 3)
-        elif c.attention_impl == "cudnn" and full_mask:
+        elif c.attention_impl == "cudnn" and full_mask and query_positions is None:
             ctx_BxQxNxD = jax.nn.dot_product_attention(
                 q_BxQxNxD, k_BxLxNxD, v_BxLxNxD, mask=mask_Bx1xQxL, implementation="cudnn")
-        elif c.attention_impl == "cudnn":
-            # Lengths, not a mask: cuDNN's fused kernel skips the padded keys' blocks. Gathered
-            # queries are not a prefix of the row, so they get no length (all are computed).
+        elif c.attention_impl == "cudnn" and query_positions is None:
+            # Lengths, not a mask: cuDNN's fused kernel skips the padded keys' blocks.
             lengths_B = attention_mask.astype(jnp.int32).sum(-1)
             ctx_BxQxNxD = jax.nn.dot_product_attention(
-                q_BxQxNxD, k_BxLxNxD, v_BxLxNxD,
-                query_seq_lengths=lengths_B if query_positions is None else None,
+                q_BxQxNxD, k_BxLxNxD, v_BxLxNxD, query_seq_lengths=lengths_B,
                 key_value_seq_lengths=lengths_B, implementation="cudnn")
         else:
+            # (Also the last layer's few gathered queries under cudnn: a small product, and
+            # a shape cuDNN's kernel has not been run with here.)
             ctx_BxQxNxD = jax.nn.dot_product_attention(q_BxQxNxD, k_BxLxNxD, v_BxLxNxD,
                                                        mask=mask_Bx1xQxL, implementation="xla")
         return dense(c, c.hidden_size, "output", axis=(-2, -1))(ctx_BxQxNxD)

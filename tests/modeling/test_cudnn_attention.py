@@ -21,8 +21,11 @@ V, L, B = 1000, 128, 4
 
 def _model(impl: str, dtype: str):
     # head_dim 64, as in every BERT size: cuDNN's kernel takes head dims up to 128.
+    # Every layer at every row (the tests read last_hidden_state): with last_layer_subset
+    # the last layer's gathered queries take the XLA path (layers.SelfAttention).
     config = family_config("bert", "mini", vocab_size=V, dtype=dtype, hidden_dropout=0.0,
-                           attention_dropout=0.0, attention_impl=impl)
+                           attention_dropout=0.0, attention_impl=impl,
+                           last_layer_subset=False)
     return BertForPreTraining(config)
 
 
