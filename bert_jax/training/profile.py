@@ -23,8 +23,10 @@ experiments/benchmark.py also saves the compiled module's text (`step.hlo.txt`) 
 trace, so that
 
     python -m bert_jax.training.profile TRACE_DIR --steps 3
+    python -m bert_jax.training.profile TRACE_DIR --steps 3 --match cond/branch
 
-summarises a saved trace again later.
+summarises a saved trace again later, or (`--match`) gives the op and wall time of the ops
+whose op_name matches a regular expression.
 """
 
 from __future__ import annotations
@@ -202,6 +204,39 @@ def summarize_trace(trace_dir: str, hlo_text: str, steps: int) -> dict:
             "wall": wall, "wall_top": wall_top}
 
 
+def matching_ops(trace_dir: str, hlo_text: str, steps: int, pattern: str) -> dict:
+    """The ops of the traced steps whose op_name metadata matches the regular expression
+    `pattern` (e.g. "cond/branch" for the optimizer's update, which runs under the step's
+    non-finite guard, or "log_softmax" for the MLM loss): {"op_ms": their op time per step,
+    "wall_ms": the wall time per step in which at least one of them ran, "ops": ops per
+    step, "top": [(ms per step, shape, op_name), ...] largest first}."""
+    regex = re.compile(pattern)
+    instructions = _instructions(hlo_text)
+    spans, by_op, count = [], collections.Counter(), 0
+    for name, start, ns in trace_events(trace_dir):
+        if name not in instructions:
+            continue
+        shape, opcode, op_name = instructions[name]
+        if opcode in _CONTAINERS or not regex.search(op_name):
+            continue
+        spans.append((start, start + ns))
+        by_op[(shape, op_name.split("/", 1)[-1])] += ns
+        count += 1
+    if not spans:
+        raise ValueError(f"no op of the trace in {trace_dir} has an op_name matching "
+                         f"{pattern!r}")
+    wall, end = 0.0, None
+    for start, stop in sorted(spans):
+        if end is None or start > end:
+            wall, end = wall + (stop - start), stop
+        elif stop > end:
+            wall, end = wall + (stop - end), stop
+    per_step = 1e6 * steps
+    return {"op_ms": sum(by_op.values()) / per_step, "wall_ms": wall / per_step,
+            "ops": count / steps,
+            "top": [(ns / per_step, *key) for key, ns in by_op.most_common(10)]}
+
+
 HLO_FILE = "step.hlo.txt"
 
 
@@ -231,6 +266,9 @@ def main(argv=None) -> None:
                                      "(experiments/benchmark.py --profile DIR) by kind of op.")
     parser.add_argument("trace_dir")
     parser.add_argument("--steps", type=int, default=3, help="steps the trace holds")
+    parser.add_argument("--match", metavar="REGEX", help="instead, the op time and wall "
+                        "time of the ops whose op_name matches REGEX (e.g. cond/branch: "
+                        "the optimizer)")
     args = parser.parse_args(argv)
     hlo = os.path.join(args.trace_dir, HLO_FILE)
     if not os.path.exists(hlo):
@@ -239,10 +277,20 @@ def main(argv=None) -> None:
     with open(hlo) as f:
         hlo_text = f.read()
     try:
-        summary = summarize_trace(args.trace_dir, hlo_text, args.steps)
-    except (FileNotFoundError, ValueError) as err:
+        if args.match:
+            found = matching_ops(args.trace_dir, hlo_text, args.steps, args.match)
+        else:
+            summary = summarize_trace(args.trace_dir, hlo_text, args.steps)
+    except (FileNotFoundError, ValueError, re.error) as err:
         raise SystemExit(f"error: {err}") from None
-    print_summary(summary)
+    if not args.match:
+        print_summary(summary)
+        return
+    print(f"ops matching {args.match!r}: {found['ops']:.0f} per step, "
+          f"{found['op_ms']:.1f} ms of op time and {found['wall_ms']:.1f} ms of wall time "
+          f"per step (the time at least one of them ran)")
+    for ms, shape, op_name in found["top"]:
+        print(f"  {ms:8.2f} ms  {shape:28s} {op_name[-80:]}")
 
 
 if __name__ == "__main__":

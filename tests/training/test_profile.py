@@ -179,3 +179,31 @@ def test_profile_cli_summarises_a_saved_trace(tmp_path, capsys):
     (empty / profile.HLO_FILE).write_text("")
     with pytest.raises(SystemExit, match="no \\*.xplane.pb"):
         profile.main([str(empty), "--steps", "1"])
+
+
+def test_matching_ops_sums_op_time_and_the_union_of_their_wall_time(tmp_path, monkeypatch,
+                                                                    capsys):
+    """--match: op time adds up every matching event; wall time counts overlapping events
+    once; other ops and while/call containers are left out."""
+    hlo = "\n".join([
+        '  %a.1 = f32[8]{0} fusion(%p), metadata={op_name="jit(f)/cond/branch_1_fun/add"}',
+        '  %b.2 = f32[4]{0} fusion(%p), metadata={op_name="jit(f)/cond/branch_1_fun/div"}',
+        '  %c.3 = f32[8]{0} fusion(%p), metadata={op_name="jit(f)/jvp(model)/add"}',
+        '  %w.4 = f32[8]{0} while(%p), metadata={op_name="jit(f)/cond/branch_1_fun/while"}'])
+    ms = 1e6  # ns
+    events = [("a.1", 0, 10 * ms), ("b.2", 5 * ms, 10 * ms), ("c.3", 30 * ms, 5 * ms),
+              ("w.4", 0, 100 * ms), ("a.1", 40 * ms, 10 * ms), ("unknown", 0, 9 * ms)]
+    monkeypatch.setattr(profile, "trace_events", lambda _: events)
+    found = profile.matching_ops(str(tmp_path), hlo, steps=2, pattern="cond/branch")
+    assert found["op_ms"] == pytest.approx(30 / 2) and found["wall_ms"] == pytest.approx(25 / 2)
+    assert found["ops"] == 1.5
+    assert found["top"] == [pytest.approx((10.0, "f32[8]{0}", "cond/branch_1_fun/add")),
+                            pytest.approx((5.0, "f32[4]{0}", "cond/branch_1_fun/div"))]
+    with pytest.raises(ValueError, match="no op .* matching 'softmax'"):
+        profile.matching_ops(str(tmp_path), hlo, steps=2, pattern="softmax")
+    (tmp_path / profile.HLO_FILE).write_text(hlo)
+    profile.main([str(tmp_path), "--steps", "2", "--match", "branch_1_fun/(add|div)"])
+    assert ("2 per step, 15.0 ms of op time and 12.5 ms of wall time"
+            in capsys.readouterr().out)
+    with pytest.raises(SystemExit, match="error: .*unterminated"):
+        profile.main([str(tmp_path), "--match", "[("])
