@@ -71,6 +71,11 @@ declare -A RUNS=(
   # since 2026-11-26), with rbg and with threefry bits. Not yet run on a GPU.
   [base_bits_ab]="$BASE $FAST --noscan_layers $BF --dropout_bits 32 --against dropout_bits=16 --rounds 2"
   [base_bits_ab_threefry]="$BASE $FAST --noscan_layers --residual_dtype bfloat16 --dropout_bits 32 --against dropout_bits=16 --rounds 2"
+  # The last layer at [CLS] and the masked rows only (model.last_layer_subset, the default
+  # since 2026-12-07) against every row, unrolled and scanned (where the last layer reads
+  # its slice of the stacked parameters). Not yet run on a GPU.
+  [base_subset_ab]="$BASE $FAST --noscan_layers $BF --against last_layer_subset=false --rounds 2"
+  [base_subset_ab_scan]="$BASE $FAST $BF --against last_layer_subset=false --rounds 2"
 )
 declare -A ENVS=(
   [base_unrolled_cublaslt]="XLA_FLAGS=--xla_gpu_enable_cublaslt=true"
@@ -85,7 +90,8 @@ ORDER=(base_bert base_cudnn base_fast large_fast base_scan base_unrolled base_un
        base_unrolled_bf16res base_unrolled_bf large_unrolled_bf large_scan_cmdbuf_bf
        base_scan_cmdbuf_bf large_unroll4_bf base_unroll4_bf base_act_ab large_act_ab
        large_act base_act_profile base_act_cublaslt base_act_b512 base_bf_hf base_guard_ab
-       base_guard_ab_cmdbuf base_bits_ab base_bits_ab_threefry)
+       base_guard_ab_cmdbuf base_bits_ab base_bits_ab_threefry base_subset_ab
+       base_subset_ab_scan)
 [ $# -gt 0 ] && ORDER=("$@")
 for name in "${ORDER[@]}"; do
   args=${RUNS[$name]:?unknown run $name}
