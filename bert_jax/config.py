@@ -140,9 +140,10 @@ class ModelConfig:
     remat: str = "none"
     # Given the masked positions (a pretraining step), the last layer computes only the rows
     # the heads read, [CLS] and those positions, not all L: the same outputs there (up to
-    # rounding) for ~3/4 of a layer's matmuls fewer (of 12 layers: ~5.7% of BERT-base's step
+    # rounding) for ~3/4 of a layer's matmuls fewer (of 12 layers: 5.6% of BERT-base's step
     # FLOPs at L = 128). The parameters are the same either way; dropout in that layer draws
-    # over fewer rows, so the draws differ. Off: every row, as transformers does.
+    # over fewer rows, so the draws differ. Off: every row, as transformers does. AMBERT:
+    # both granularities, given both's masked positions.
     last_layer_subset: bool = True
     attention_impl: str = "xla"  # one of ATTENTION_IMPLS; numerics equal up to rounding
     hidden_act: str = "gelu"  # one of ACTIVATIONS; feed-forward and MLM-head transform

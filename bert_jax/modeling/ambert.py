@@ -88,7 +88,8 @@ class AmbertForPreTraining(nn.Module):
 
     Returns a dict, all float32 except the int32 alignment: `last_hidden_state` (= `_fine`)
     [B, L, H]; `last_hidden_state_coarse` [B, L, H] (compact, valid where
-    `coarse_attention_mask`); `coarse_index` [B, L] (fine position -> coarse token);
+    `coarse_attention_mask`) (these three not with both granularities' masked positions and
+    config.last_layer_subset, where the last layer computes [CLS] and the masked rows only); `coarse_index` [B, L] (fine position -> coarse token);
     `pooled_output_fine`/`pooled_output_coarse` [B, H] with `config.pooler` (`pooled_output`
     = the fine one); `mlm_logits` [B, P or L, V] and `coarse_mlm_logits` [B, P or L, Vc].
     """
@@ -110,17 +111,26 @@ class AmbertForPreTraining(nn.Module):
             self.mlm_head = MlmHead(c)
             self.coarse_mlm_head = MlmHead(coarse_view(c))
 
-    def _encode(self, fine_BxLxH, fine_mask, coarse_BxLxH, coarse_mask, deterministic):
+    def _encode(self, fine_BxLxH, fine_mask, coarse_BxLxH, coarse_mask, deterministic,
+                rows=(None, None)):
+        """Both granularities through the encoder(s); with `rows` (int [B, Qf], [B, Qc]) the
+        last layer computes only those rows of each (config.last_layer_subset)."""
         c = self.config
+        fine_rows, coarse_rows = rows
         if c.ambert_variant == "hybrid":
             length = fine_BxLxH.shape[1]
+            split = length if fine_rows is None else fine_rows.shape[1]
+            both_rows = (None if fine_rows is None
+                         else jnp.concatenate([fine_rows, coarse_rows + length], axis=1))
             x = self.encoder(jnp.concatenate([fine_BxLxH, coarse_BxLxH], axis=1),
                              jnp.concatenate([fine_mask, coarse_mask], axis=1),
-                             deterministic=deterministic)
-            return x[:, :length], x[:, length:]
+                             deterministic=deterministic, output_positions=both_rows)
+            return x[:, :split], x[:, split:]
         coarse_encoder = self.coarse_encoder if c.ambert_variant == "combo" else self.encoder
-        return (self.encoder(fine_BxLxH, fine_mask, deterministic=deterministic),
-                coarse_encoder(coarse_BxLxH, coarse_mask, deterministic=deterministic))
+        return (self.encoder(fine_BxLxH, fine_mask, deterministic=deterministic,
+                             output_positions=fine_rows),
+                coarse_encoder(coarse_BxLxH, coarse_mask, deterministic=deterministic,
+                               output_positions=coarse_rows))
 
     def __call__(self, input_ids, attention_mask=None, token_type_ids=None,
                  masked_positions=None, *, coarse_ids=None, coarse_start=None,
@@ -140,13 +150,25 @@ class AmbertForPreTraining(nn.Module):
         coarse_BxLxH = self.coarse_embeddings(coarse["ids"], coarse["token_type_ids"],
                                               coarse["attention_mask"],
                                               deterministic=deterministic)
+        length = input_ids.shape[1]
+        # As BertForPreTraining: given both granularities' masked positions, the last layer
+        # computes [CLS] (for the poolers) and those rows only.
+        subset = (masked_positions is not None and coarse_masked_positions is not None
+                  and max(c.last_layer_rows(length, masked_positions.shape[1]),
+                          c.last_layer_rows(length, coarse_masked_positions.shape[1])) < length)
+        rows = (None, None)
+        if subset:
+            cls_Bx1 = jnp.zeros((input_ids.shape[0], int(c.pooler)), jnp.int32)
+            rows = tuple(jnp.concatenate([cls_Bx1, p.astype(jnp.int32)], axis=1)
+                         for p in (masked_positions, coarse_masked_positions))
         fine_BxLxH, coarse_BxLxH = self._encode(fine_BxLxH, attention_mask, coarse_BxLxH,
-                                                coarse["attention_mask"], deterministic)
+                                                coarse["attention_mask"], deterministic, rows)
         f32 = lambda x: x.astype(jnp.float32)  # any residual_dtype
-        out = {"last_hidden_state": f32(fine_BxLxH), "last_hidden_state_fine": f32(fine_BxLxH),
-               "last_hidden_state_coarse": f32(coarse_BxLxH),
-               "coarse_attention_mask": coarse["attention_mask"], "coarse_index": coarse["index"]}
-        if c.pooler:
+        out = {"coarse_attention_mask": coarse["attention_mask"], "coarse_index": coarse["index"]}
+        if not subset:
+            out.update(last_hidden_state=f32(fine_BxLxH), last_hidden_state_fine=f32(fine_BxLxH),
+                       last_hidden_state_coarse=f32(coarse_BxLxH))
+        if c.pooler:  # row 0 is [CLS] either way
             coarse_pooler = self.coarse_pooler if c.ambert_variant == "combo" else self.pooler
             out["pooled_output"] = out["pooled_output_fine"] = self.pooler(fine_BxLxH)
             out["pooled_output_coarse"] = coarse_pooler(coarse_BxLxH)
@@ -156,6 +178,9 @@ class AmbertForPreTraining(nn.Module):
                      self.embeddings),
                     ("coarse_mlm_logits", coarse_BxLxH, coarse_masked_positions,
                      self.coarse_mlm_head, self.coarse_embeddings)):
-                x = x if positions is None else gather_positions(x, positions)
+                if subset:
+                    x = x[:, int(c.pooler):]
+                elif positions is not None:
+                    x = gather_positions(x, positions)
                 out[name] = head(x, table.attend)
         return out

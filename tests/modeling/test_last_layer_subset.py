@@ -124,3 +124,43 @@ def test_dropout_in_the_subset_layer_is_seeded():
                   ["mlm_logits"])
     a, b, c = (run(params, jax.random.key(k)) for k in (5, 5, 6))
     assert np.array_equal(a, b) and not np.allclose(a, c)
+
+
+@pytest.mark.parametrize("variant", ["shared", "combo", "hybrid"])
+def test_ambert_subset_is_the_full_last_layer(variant):
+    """AMBERT's two granularities, each given its masked positions: the same logits, pooled
+    outputs and gradients as with every row, in each variant (hybrid's one encoder takes
+    both granularities' rows, the coarse ones offset by L)."""
+    from bert_jax.modeling.ambert import AmbertForPreTraining
+
+    cfg = family_config("ambert", "tiny", vocab_size=V, coarse_vocab_size=300,
+                        ambert_variant=variant, hidden_dropout=0.0, attention_dropout=0.0)
+    on = AmbertForPreTraining(cfg)
+    off = AmbertForPreTraining(dataclasses.replace(cfg, last_layer_subset=False))
+    params = init_params(on, jax.random.key(4))
+    ids, mask, types, pos = _batch(2)
+    rng = np.random.default_rng(3)
+    start = ((rng.random((B, L)) < 0.5) | (np.arange(L)[None] == 0)).astype(np.int32) * mask
+    coarse_ids = np.where(start == 1, rng.integers(5, 300, (B, L)), 0).astype(np.int32)
+    coarse_pos = np.minimum(pos, start.sum(1, keepdims=True) - 1).astype(np.int32)
+
+    def loss(model):
+        def f(p):
+            out = model.apply({"params": p}, ids, mask, types, pos, coarse_ids=coarse_ids,
+                              coarse_start=start, coarse_masked_positions=coarse_pos)
+            value = (jnp.sum(jax.nn.log_softmax(out["mlm_logits"])[..., 3])
+                     + jnp.sum(jax.nn.log_softmax(out["coarse_mlm_logits"])[..., 5])
+                     + jnp.sum(out["pooled_output_coarse"] ** 2))
+            return value, out
+        return jax.jit(jax.value_and_grad(f, has_aux=True))(params)
+
+    (v_on, out_on), g_on = loss(on)
+    (v_off, out_off), g_off = loss(off)
+    assert "last_hidden_state_coarse" not in out_on and "last_hidden_state_coarse" in out_off
+    for key in ("mlm_logits", "coarse_mlm_logits", "pooled_output_fine",
+                "pooled_output_coarse"):
+        np.testing.assert_allclose(out_on[key], out_off[key], atol=1e-5, err_msg=key)
+    np.testing.assert_allclose(v_on, v_off, rtol=1e-5)
+    for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(g_on), jax.tree.leaves(g_off)):
+        scale = max(float(jnp.abs(b).max()), 1e-3)
+        assert float(jnp.abs(a - b).max()) <= 1e-4 * scale, jax.tree_util.keystr(path)
