@@ -136,7 +136,8 @@ class Encoder(nn.Module):
         c = self.config
         shared = c.share_layers == "all"
         if output_positions is not None and c.scan_layers and not self.is_initializing():
-            # The stored layout stays the scan's; the last layer reads its slice of it.
+            # The stored layout stays the scan's; the last layer reads its slice of it. (Init
+            # takes the full path below, which creates that layout; its outputs go unused.)
             split = nn.map_variables(_LastLayerApart, "params", trans_in_fn=_split_last(shared))
             return split(c, deterministic, shared, name="shared" if shared else "layers")(
                 x_BxLxH, attention_mask, output_positions)

@@ -25,6 +25,7 @@ LAYOUTS = {
     "shared_attention": dict(share_layers="attention"),
     "no_pooler": dict(pooler=False, next_sentence=False),
     "one_layer": dict(num_layers=1),
+    "remat_full": dict(remat="full"),  # the backward pass recomputes the subset layer too
 }
 
 
