@@ -36,7 +36,7 @@ import flax.linen as nn
 
 from bert_jax.config import ModelConfig
 from bert_jax.modeling.encoder import make_encoder
-from bert_jax.modeling.heads import MlmHead, Pooler, gather_positions
+from bert_jax.modeling.heads import MlmHead, Pooler, gather_positions, read_rows
 from bert_jax.modeling.layers import Embeddings
 
 
@@ -89,7 +89,8 @@ class AmbertForPreTraining(nn.Module):
     Returns a dict, all float32 except the int32 alignment: `last_hidden_state` (= `_fine`)
     [B, L, H]; `last_hidden_state_coarse` [B, L, H] (compact, valid where
     `coarse_attention_mask`) (these three not with both granularities' masked positions and
-    config.last_layer_subset, where the last layer computes [CLS] and the masked rows only); `coarse_index` [B, L] (fine position -> coarse token);
+    config.last_layer_subset, where the last layer computes [CLS] and the masked rows only);
+    `coarse_index` [B, L] (fine position -> coarse token);
     `pooled_output_fine`/`pooled_output_coarse` [B, H] with `config.pooler` (`pooled_output`
     = the fine one); `mlm_logits` [B, P or L, V] and `coarse_mlm_logits` [B, P or L, Vc].
     """
@@ -158,9 +159,8 @@ class AmbertForPreTraining(nn.Module):
                           c.last_layer_rows(length, coarse_masked_positions.shape[1])) < length)
         rows = (None, None)
         if subset:
-            cls_Bx1 = jnp.zeros((input_ids.shape[0], int(c.pooler)), jnp.int32)
-            rows = tuple(jnp.concatenate([cls_Bx1, p.astype(jnp.int32)], axis=1)
-                         for p in (masked_positions, coarse_masked_positions))
+            rows = (read_rows(masked_positions, c.pooler),
+                    read_rows(coarse_masked_positions, c.pooler))
         fine_BxLxH, coarse_BxLxH = self._encode(fine_BxLxH, attention_mask, coarse_BxLxH,
                                                 coarse["attention_mask"], deterministic, rows)
         f32 = lambda x: x.astype(jnp.float32)  # any residual_dtype

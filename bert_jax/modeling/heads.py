@@ -8,7 +8,15 @@ import flax.linen as nn
 from bert_jax.config import ModelConfig
 from bert_jax.modeling.layers import activation, dense, gather_positions, layer_norm
 
-__all__ = ["MlmHead", "Pooler", "SentencePairHead", "gather_positions"]
+__all__ = ["MlmHead", "Pooler", "SentencePairHead", "gather_positions", "read_rows"]
+
+
+def read_rows(positions_BxP, with_cls: bool):
+    """int32 [B, P + with_cls]: the rows of the last layer the pretraining heads read, [CLS]
+    (row 0, for the pooler) first when `with_cls`, then the masked positions."""
+    positions_BxP = positions_BxP.astype(jnp.int32)
+    cls_Bx1 = jnp.zeros((positions_BxP.shape[0], int(with_cls)), jnp.int32)
+    return jnp.concatenate([cls_Bx1, positions_BxP], axis=1)
 
 
 class Pooler(nn.Module):

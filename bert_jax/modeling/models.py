@@ -16,7 +16,8 @@ import flax.linen as nn
 
 from bert_jax.config import ModelConfig
 from bert_jax.modeling.encoder import make_encoder
-from bert_jax.modeling.heads import MlmHead, Pooler, SentencePairHead, gather_positions
+from bert_jax.modeling.heads import (MlmHead, Pooler, SentencePairHead, gather_positions,
+                                     read_rows)
 from bert_jax.modeling.layers import Embeddings, packed_attention_mask
 
 
@@ -67,10 +68,8 @@ class BertForPreTraining(nn.Module):
         if (masked_positions is not None
                 and c.last_layer_rows(length, masked_positions.shape[1]) < length):
             # Only [CLS] (for the pooler) and the masked positions leave the last layer.
-            cls_Bx1 = jnp.zeros((masked_positions.shape[0], int(c.pooler)), jnp.int32)
-            rows_BxQ = jnp.concatenate([cls_Bx1, masked_positions.astype(jnp.int32)], axis=1)
             x_BxQxH = self.encoder(x_BxLxH, mask, deterministic=deterministic,
-                                   output_positions=rows_BxQ)
+                                   output_positions=read_rows(masked_positions, c.pooler))
             out = {}
             if c.pooler:
                 out["pooled_output"] = self.pooler(x_BxQxH)  # row 0 is [CLS]

@@ -168,6 +168,12 @@ def wall_breakdown(intervals, steps: int) -> tuple[dict, list]:
             [(ns / per_step, *key) for key, ns in by_op.most_common(12)])
 
 
+def _row_name(op_name: str) -> str:
+    """An op's row in the tables: its op_name without the jit prefix, and one row per
+    layer-independent op (layer_3 and layer_7's FFN dots are one row)."""
+    return re.sub(r"layer_\d+", "layer_*", op_name).split("/", 1)[-1]
+
+
 def summarize_trace(trace_dir: str, hlo_text: str, steps: int) -> dict:
     """{"categories": {category: ms per step}, "top": [(ms per step, category, shape,
     op_name), ...], "wall": {part: ms per step}, "wall_top": [...]} of the traced steps (see
@@ -188,8 +194,7 @@ def summarize_trace(trace_dir: str, hlo_text: str, steps: int) -> dict:
             if opcode in _CONTAINERS:  # their body's ops have events of their own
                 continue
             cat = category(name, opcode, op_name, roots.get(name, ""))
-            # One row per layer-independent op: layer_3 and layer_7's FFN dots are one row.
-            key = (cat, shape, re.sub(r"layer_\d+", "layer_*", op_name).split("/", 1)[-1])
+            key = (cat, shape, _row_name(op_name))
         ms = ns / 1e6 / steps
         by_category[cat] += ms
         by_op[key] += ms
@@ -212,28 +217,22 @@ def matching_ops(trace_dir: str, hlo_text: str, steps: int, pattern: str) -> dic
     step, "top": [(ms per step, shape, op_name), ...] largest first}."""
     regex = re.compile(pattern)
     instructions = _instructions(hlo_text)
-    spans, by_op, count = [], collections.Counter(), 0
+    spans, by_op = [], collections.Counter()
     for name, start, ns in trace_events(trace_dir):
         if name not in instructions:
             continue
         shape, opcode, op_name = instructions[name]
         if opcode in _CONTAINERS or not regex.search(op_name):
             continue
-        spans.append((start, start + ns))
-        by_op[(shape, op_name.split("/", 1)[-1])] += ns
-        count += 1
+        spans.append((start, start + ns, "other", ()))  # one category: wall is their union
+        by_op[(shape, _row_name(op_name))] += ns
     if not spans:
         raise ValueError(f"no op of the trace in {trace_dir} has an op_name matching "
                          f"{pattern!r}")
-    wall, end = 0.0, None
-    for start, stop in sorted(spans):
-        if end is None or start > end:
-            wall, end = wall + (stop - start), stop
-        elif stop > end:
-            wall, end = wall + (stop - end), stop
+    wall, _ = wall_breakdown(spans, steps)
     per_step = 1e6 * steps
-    return {"op_ms": sum(by_op.values()) / per_step, "wall_ms": wall / per_step,
-            "ops": count / steps,
+    return {"op_ms": sum(by_op.values()) / per_step, "wall_ms": wall["other"],
+            "ops": len(spans) / steps,
             "top": [(ns / per_step, *key) for key, ns in by_op.most_common(10)]}
 
 
