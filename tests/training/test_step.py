@@ -216,9 +216,12 @@ def test_ambert_initial_losses_are_log_vocabs():
     assert "nsp_loss" not in first
 
 
+# combo and hybrid share the step and its all-reduce with shared and differ only in the
+# model, which tests/modeling covers on one device: their 8-device runs are in the slow group.
 @pytest.mark.parametrize("variant,backend,num_devices", [
-    ("shared", "pmap", 8), ("shared", "shard_map", 8), ("combo", "shard_map", 8),
-    ("hybrid", "pmap", 8)])
+    ("shared", "pmap", 8), ("shared", "shard_map", 8),
+    pytest.param("combo", "shard_map", 8, marks=pytest.mark.slow),
+    pytest.param("hybrid", "pmap", 8, marks=pytest.mark.slow)])
 def test_ambert_same_losses_for_any_device_count(variant, backend, num_devices):
     ref = _ambert_reference(variant)
     got, _ = _run(backend, num_devices, 12, batches=_ambert_batches(),
