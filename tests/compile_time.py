@@ -49,9 +49,8 @@ def table(files: dict[str, dict[str, float]], top: int = 15) -> list[str]:
     rows = sorted(files.items(), key=lambda kv: -kv[1].get("wall", 0.0))
     for path, columns in rows[:top]:
         lines.append("  ".join(f"{columns.get(c, 0.0):10.2f}" for c in COLUMNS) + f"  {path}")
-    sums = merge([files])
     total = collections.Counter()
-    for columns in sums.values():
+    for columns in files.values():
         total.update(columns)
     lines.append("  ".join(f"{total.get(c, 0.0):10.2f}" for c in COLUMNS)
                  + f"  all {len(files)} files")

@@ -294,7 +294,7 @@ class SelfAttention(nn.Module):
             # jax.nn.dot_product_attention has no dropout on the probabilities, so the
             # explicit form runs whenever attention dropout is active. Heads are moved next
             # to the batch first, so both products are plain batched matmuls: on a CPU the
-            # attention core's forward and backward ran 1.09x faster so than with the heads
+            # attention core's forward and backward ran 1.09x faster than with the heads
             # left in place (experiments/attention_layout.py), BERT-base's step 1.009x.
             q_BxNxQxD, k_BxNxLxD, v_BxNxLxD = (
                 x.transpose(0, 2, 1, 3) for x in (q_BxQxNxD, k_BxLxNxD, v_BxLxNxD))
