@@ -272,6 +272,12 @@ ARCHITECTURE_FIELDS = ("vocab_size", "hidden_size", "num_layers", "num_heads",
 # unrolled layers): a run's checkpoint resumes only under equal values of all of these.
 STATE_LAYOUT_FIELDS = ARCHITECTURE_FIELDS + ("scan_layers", "next_sentence",
                                              "sentence_order", "pooler", "mlm_head")
+# ... and those that only choose how the same parameters are computed with (dropout, dtypes,
+# layer loop, remat, which rows the last layer computes, the attention kernel). Loading a
+# checkpoint takes these from the run, not from the checkpoint.
+COMPUTE_FIELDS = ("hidden_dropout", "attention_dropout", "dropout_bits", "dtype", "param_dtype",
+                  "residual_dtype", "scan_layers", "scan_unroll", "remat", "last_layer_subset",
+                  "attention_impl")
 
 
 def family_config(family: str, size: str, **overrides: Any) -> ModelConfig:

@@ -23,7 +23,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from bert_jax.config import ModelConfig
+from bert_jax.config import COMPUTE_FIELDS, ModelConfig
 from bert_jax.data.tokenizer import SPECIAL_TOKENS, Tokenizer, load_tokenizer
 
 TOKENIZER_JSON = "tokenizer.json"
@@ -32,8 +32,7 @@ from bert_jax.modeling.models import BertForPreTraining
 # ModelConfig fields a loader may override: they do not change the parameters, so any
 # checkpoint fits whatever their values. (hidden_act: e.g. "gelu" for a Google checkpoint,
 # to match HF's conversions of it.)
-RUNTIME_FIELDS = ("scan_layers", "dtype", "param_dtype", "remat", "hidden_dropout",
-                  "attention_dropout", "dropout_bits", "hidden_act")
+RUNTIME_FIELDS = COMPUTE_FIELDS + ("hidden_act",)
 
 
 def check_overrides(overrides: dict) -> None:

@@ -3,7 +3,8 @@
 `default_finetune_config()` is the tree every configs/finetune/*.py starts from. A run's
 model comes from `init_from` when given: the architecture (every config.ARCHITECTURE_FIELDS
 value, activation, LayerNorm eps) is read from the checkpoint and replaces the config's, so a
-mismatch cannot happen; dropout, dtypes, scan_layers and remat stay the config's. The
+mismatch cannot happen; dropout, dtypes, the layer loop, remat, last_layer_subset and
+attention_impl (config.COMPUTE_FIELDS) stay the config's. The
 resolved model is what config.json records. Without `init_from` the model is the config's,
 randomly initialised.
 """
@@ -20,8 +21,7 @@ from bert_jax.config import ConfigError, ModelConfig
 from bert_jax.training.parallel import BACKENDS
 
 # ModelConfig fields a run keeps from its config when the rest comes from a checkpoint.
-RUNTIME_FIELDS = ("hidden_dropout", "attention_dropout", "dropout_bits", "dtype", "param_dtype",
-                  "scan_layers", "remat")
+RUNTIME_FIELDS = config_lib.COMPUTE_FIELDS
 _OPTIMIZERS, _NONFINITE = ("adamw", "lamb"), ("skip", "stop")
 
 
@@ -89,7 +89,8 @@ def default_finetune_config() -> ml_collections.ConfigDict:
 RESUME_MAY_CHANGE = frozenset({
     "train.log_every", "train.eval_every", "train.eval_batch_size", "train.checkpoint_every",
     "train.max_to_keep", "train.parallel", "train.nonfinite", "init_from",
-    "data.tfds_data_dir", "model.remat", "decode.n_best_size", "decode.max_answer_length",
+    "data.tfds_data_dir", "model.remat", "model.scan_unroll", "model.attention_impl",
+    "decode.n_best_size", "decode.max_answer_length",
     "decode.null_score_diff_threshold",
 })
 

@@ -169,8 +169,14 @@ def test_init_from_a_pretraining_workdir(tmp_path, capsys):
     config = make_config(init_from=str(pre_dir))
     config.model.hidden_size = 64  # overridden by the checkpoint's 32
     config.data.vocab_path = ""  # the checkpoint's
+    # How the parameters are computed with is the run's, not the checkpoint's.
+    runtime = dict(residual_dtype="bfloat16", scan_unroll=2, last_layer_subset=False,
+                   attention_dropout=0.0)
+    assert all(getattr(model, k) != v for k, v in runtime.items())
+    config.model.update(runtime)
     task, run_model, pretrained = finetune_lib.resolve_model(config)
     assert run_model.hidden_size == 32 and config.model.hidden_size == 32
+    assert {k: getattr(run_model, k) for k in runtime} == runtime
     assert not run_model.mlm_head and run_model.pooler
     fresh = init_params(task_model(run_model, task.kind, task.num_labels), jax.random.key(1))
     params, new = finetune_lib.warm_start(fresh, config, run_model, pretrained,
