@@ -19,6 +19,8 @@ What lands in the workdir:
                        write_predictions: GLUE leaderboard TSVs such as test/SST-2.tsv,
                        SQuAD's official JSON, conlleval lines)
   features/            cached feature arrays (finetune_data.py)
+  summary.json         parameters, wall time (summed over resumed invocations) and
+                       steady-state tokens/s (padded rows), as pretraining writes it
 Running the same command again resumes from the newest checkpoint and continues exactly;
 SIGTERM/SIGINT saves and exits 0. One process (any number of its devices).
 """
@@ -43,7 +45,7 @@ from bert_jax.metrics.writers import MetricsWriter, atomic_write, write_config
 from bert_jax.modeling.models import init_params
 from bert_jax.modeling.task_models import task_model, task_model_config
 from bert_jax.training import finetune_config as fc
-from bert_jax.training import finetune_data
+from bert_jax.training import finetune_data, report
 from bert_jax.training.checkpoint import Checkpointer
 from bert_jax.training.finetune_step import STEPS, FinetuneStepConfig
 from bert_jax.training.loop import NonFiniteError, _StopRequest, check_resume_config, say
@@ -262,8 +264,22 @@ def finetune(config, workdir: str) -> dict[str, float]:
                                      null_score_diff_threshold=d.null_score_diff_threshold)
 
     best_predictions = {}  # split -> predictions of the best parameters, when made here
+    # Steady-state speed for summary.json, as pretraining's: from the first finished step
+    # (compiled by then) to the last, evaluations left out.
+    timing = {"first": None, "last": None, "eval_s": 0.0}
+
+    def record(end_step):
+        if jax.process_index() != 0 or timing["first"] is None:
+            return
+        (first, t_first), (last, t_last) = timing["first"], timing["last"]
+        report.record_invocation(
+            workdir, num_params=sum(np.size(x) for x in jax.tree.leaves(params)),
+            num_steps=num_steps, tokens_per_step=tc.batch_size * config.data.max_seq_len,
+            start_step=start, end_step=end_step, wall_s=time.time() - t_start,
+            train_s=t_last - t_first - timing["eval_s"], timed_steps=last - first)
 
     def run_eval(step):
+        t0 = time.time()
         row, predictions = {}, {}
         for data in evals:
             predictions[data.name] = predict(state.params, data)
@@ -275,6 +291,8 @@ def finetune(config, workdir: str) -> dict[str, float]:
             best_predictions.update(predictions)
         say(f"\neval @ step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in row.items())
             + (" (best so far)" if kept else ""))
+        if timing["first"] is not None and step < num_steps:
+            timing["eval_s"] += time.time() - t0
         return row
 
     def save(step, force=False):
@@ -283,6 +301,8 @@ def finetune(config, workdir: str) -> dict[str, float]:
     def finish(done_step, metrics):
         """Reads a step's metrics one step late (the next one is already queued)."""
         metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+        timing["last"] = (done_step, time.time())
+        timing["first"] = timing["first"] or timing["last"]
         if done_step % tc.log_every == 0 or done_step == num_steps or metrics["nonfinite"]:
             writer.write(done_step, "train", metrics)
         if metrics["nonfinite"] and tc.nonfinite == "stop":
@@ -317,6 +337,7 @@ def finetune(config, workdir: str) -> dict[str, float]:
             checkpointer.close()
             writer.close()
             best.close()
+            record(step)
             say(f"{stop.signal} received: saved step {step}; run the same command again "
                 "to resume")
             return {}
@@ -328,6 +349,7 @@ def finetune(config, workdir: str) -> dict[str, float]:
     _write_predictions(task, load, evals, predict, best_params, best_predictions,
                        workdir)
     best.close()
+    record(step)
     say(f"best {task.main_metric} {best.record['metric']:.4f} at step "
         f"{best.record['step']}; wall time {time.time() - t_start:.0f} s")
     return eval_row or {}

@@ -58,8 +58,15 @@ def _rows(workdir, split="train"):
 def test_workdir_rows_best_and_predictions(finished_run):
     workdir, final = finished_run
     for name in ("config.json", "metrics.jsonl", "checkpoints", "best", "best.json",
-                 "predictions"):
+                 "predictions", "summary.json"):
         assert os.path.exists(os.path.join(workdir, name)), name
+    summary = json.load(open(os.path.join(workdir, "summary.json")))
+    assert (summary["step"], summary["num_steps"], summary["finished"]) == (8, 8, True)
+    # Steps 2-8 timed (the first compiles), 8 rows of 32 tokens each.
+    [run] = summary["invocations"]
+    assert (run["start_step"], run["end_step"], run["timed_steps"]) == (0, 8, 7)
+    assert summary["tokens_per_sec"] == pytest.approx(7 * 8 * 32 / run["train_s"], rel=1e-3)
+    assert 0 < run["train_s"] < run["wall_s"]
     config = json.load(open(os.path.join(workdir, "config.json")))
     assert config["task"] == "sst2" and config["model"]["mlm_head"] is False
     train, evals = _rows(workdir), _rows(workdir, "eval")
@@ -108,6 +115,10 @@ def test_sigterm_saves_then_resume_is_exact(finished_run, tmp_path, monkeypatch)
     monkeypatch.setattr(finetune_data, "train_batch", real)
     finetune_lib.finetune(make_config(), workdir)
     assert _rows(workdir) == _rows(reference)
+    summary = json.load(open(os.path.join(workdir, "summary.json")))
+    assert [(i["start_step"], i["end_step"]) for i in summary["invocations"]] == [(0, 3), (3, 8)]
+    assert summary["wall_time_s"] == pytest.approx(
+        sum(i["wall_s"] for i in summary["invocations"]), abs=1e-2)
 
 
 def test_best_keeper_keeps_the_highest_and_survives_reopening(tmp_path):
@@ -300,3 +311,28 @@ def test_cli_demo_and_one_line_errors(tmp_path):
     bad = run("--config=configs/finetune/glue.py:sst3", f"--workdir={tmp_path / 'bad'}")
     assert bad.returncode == 1
     assert bad.stderr.strip().splitlines()[-1].startswith("error: unknown task 'sst3'")
+
+
+@pytest.mark.slow
+def test_finetune_ab_alternates_processes_with_and_without_the_override(tmp_path):
+    """experiments/finetune_ab.py: process a runs with the override, b without; the summary
+    is the ratio of their summary.json speeds; a second run into the same OUT is refused."""
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    args = [sys.executable, "-m", "experiments.finetune_ab", str(tmp_path), "1",
+            "--config.model.last_layer_subset=false", "--config.train.num_steps=4",
+            "--config.train.eval_every=0", "--config.model.num_layers=1"]
+    run = subprocess.run(args, cwd=root, text=True, capture_output=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    subset = {side: json.load(open(tmp_path / f"{side}_1" / "config.json"))["model"]
+              ["last_layer_subset"] for side in "ab"}
+    assert subset == {"a": False, "b": True}
+    speed = {side: json.load(open(tmp_path / f"{side}_1" / "summary.json"))["tokens_per_sec"]
+             for side in "ab"}
+    last = run.stdout.strip().splitlines()[-1]
+    assert last.startswith("a (--config.model.last_layer_subset=false): ")
+    assert f"b is {speed['b'] / speed['a']:.3f}x the speed of a" in last
+    again = subprocess.run(args, cwd=root, text=True, capture_output=True, timeout=600)
+    assert again.returncode == 2 and "exists: give a new OUT" in again.stderr
