@@ -143,7 +143,9 @@ class ModelConfig:
     # rounding) for ~3/4 of a layer's matmuls fewer (of 12 layers: 5.6% of BERT-base's step
     # FLOPs at L = 128). The parameters are the same either way; dropout in that layer draws
     # over fewer rows, so the draws differ. Off: every row, as transformers does. AMBERT:
-    # both granularities, given both's masked positions.
+    # both granularities, given both's masked positions. Fine-tuning classification and
+    # regression read [CLS] alone, so there the last layer computes that one row (BENCHMARKS.md,
+    # "Fine-tuning").
     last_layer_subset: bool = True
     attention_impl: str = "xla"  # one of ATTENTION_IMPLS; numerics equal up to rounding
     hidden_act: str = "gelu"  # one of ACTIVATIONS; feed-forward and MLM-head transform
@@ -184,11 +186,12 @@ class ModelConfig:
         return self.hidden_size // self.num_heads
 
     def last_layer_rows(self, seq_len: int, predictions: int) -> int:
-        """Rows the last layer computes in a pretraining step with `predictions` gathered MLM
-        positions: those and [CLS] with last_layer_subset (when fewer than seq_len), else
-        all seq_len."""
+        """Rows the last layer computes given `predictions` gathered positions: those and
+        [CLS] (with a pooler) under last_layer_subset, when fewer than seq_len, else all
+        seq_len. A pretraining step gathers its MLM positions; a sequence-classification
+        step gathers none and reads [CLS] alone."""
         rows = predictions + int(self.pooler)
-        return rows if self.last_layer_subset and self.mlm_head and rows < seq_len else seq_len
+        return rows if self.last_layer_subset and 0 < rows < seq_len else seq_len
 
     def layers_per_iteration(self, platform: str) -> int:
         """scan_unroll with 0 ("auto") resolved for the backend ("cpu", "gpu", "tpu")."""

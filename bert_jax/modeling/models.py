@@ -26,7 +26,8 @@ class BertForPreTraining(nn.Module):
 
     Inputs are int [B, L]: `input_ids`, `attention_mask` (1 real, 0 padding) and
     `token_type_ids`. With `masked_positions` (int [B, P]) the MLM head runs only at those
-    positions (static P, as google-research/bert does), else at every position. With
+    positions (static P, as google-research/bert does), else at every position; P may be 0
+    (a sequence task's model, which reads [CLS] alone). With
     `pack_ids` (int [B, L], rows holding several sequences: 1, 2, ... per sequence, 0
     padding; data.packing="packed_documents") tokens attend only within their sequence and
     positions restart at each, so each sequence gets what it would get alone.
@@ -73,8 +74,9 @@ class BertForPreTraining(nn.Module):
             out = {}
             if c.pooler:
                 out["pooled_output"] = self.pooler(x_BxQxH)  # row 0 is [CLS]
-            out["mlm_logits"] = self.mlm_head(x_BxQxH[:, int(c.pooler):],
-                                              self.embeddings.attend)
+            if c.mlm_head:
+                out["mlm_logits"] = self.mlm_head(x_BxQxH[:, int(c.pooler):],
+                                                  self.embeddings.attend)
         else:
             x_BxLxH = self.encoder(x_BxLxH, mask, deterministic=deterministic)
             out = {"last_hidden_state": x_BxLxH.astype(jnp.float32)}  # any residual_dtype

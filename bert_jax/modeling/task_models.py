@@ -9,6 +9,8 @@ new parameters. Pretraining heads (MLM, NSP/SOP) are off in a task model
 
 Kinds (`TASK_KINDS`), all outputs float32:
   classification  pooled [CLS] -> dropout -> Dense C     `logits` [B, C]
+                  (with config.last_layer_subset the last layer computes [CLS] alone:
+                  the same logits up to rounding, ~3/4 of that layer's matmuls fewer)
   regression      pooled [CLS] -> dropout -> Dense 1     `logits` [B, 1]
   token           each position -> dropout -> Dense C    `logits` [B, L, C]
   span            each position -> Dense 2               `start_logits`, `end_logits` [B, L],
@@ -57,12 +59,22 @@ def _span_logits(logits_BxLx2, attention_mask_BxL) -> dict:
             for i, name in enumerate(("start_logits", "end_logits"))}
 
 
+def _cls_only(config: ModelConfig, kind: str, input_ids):
+    """No gathered positions (int [B, 0]) where the head reads the pooled [CLS] alone and
+    config.last_layer_subset is on, so the last layer computes that row only; else None."""
+    if kind in SEQUENCE_KINDS and config.last_layer_subset:
+        return jnp.zeros((input_ids.shape[0], 0), jnp.int32)
+    return None
+
+
 class BertForTask(BertForPreTraining):
     """BERT / RoBERTa / ALBERT encoder + the head of `kind` (module docstring).
 
     `config` must come from `task_model_config`. Inputs as BertForPreTraining (int [B, L]
     `input_ids`, `attention_mask`, `token_type_ids`). Returns the encoder's outputs
     (`last_hidden_state`, `pooled_output` where pooled) plus the head's (module docstring).
+    Classification and regression with `config.last_layer_subset` compute the last layer
+    at [CLS] only, the one row the head reads, and return no `last_hidden_state`.
     """
 
     kind: str = "classification"
@@ -82,6 +94,7 @@ class BertForTask(BertForPreTraining):
         if attention_mask is None:
             attention_mask = jnp.ones_like(input_ids)
         out = super().__call__(input_ids, attention_mask, token_type_ids,
+                               _cls_only(self.config, self.kind, input_ids),
                                deterministic=deterministic)
         if self.kind == "span":  # as BertForQuestionAnswering: no dropout before the Dense
             logits_BxLx2 = self.qa_outputs(out["last_hidden_state"]).astype(jnp.float32)
@@ -112,9 +125,10 @@ class AmbertForTask(AmbertForPreTraining):
 
     def __call__(self, input_ids, attention_mask=None, token_type_ids=None, *,
                  coarse_ids=None, coarse_start=None, deterministic: bool = True):
-        out = super().__call__(input_ids, attention_mask, token_type_ids,
+        none = _cls_only(self.config, self.kind, input_ids)
+        out = super().__call__(input_ids, attention_mask, token_type_ids, none,
                                coarse_ids=coarse_ids, coarse_start=coarse_start,
-                               deterministic=deterministic)
+                               coarse_masked_positions=none, deterministic=deterministic)
         drop = lambda x: self.head_dropout(x, deterministic=deterministic)
         fine_BxH, coarse_BxH = drop(out["pooled_output_fine"]), drop(out["pooled_output_coarse"])
         both_Bx2H = jnp.concatenate([fine_BxH, coarse_BxH], axis=-1)

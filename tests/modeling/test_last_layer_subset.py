@@ -165,3 +165,64 @@ def test_ambert_subset_is_the_full_last_layer(variant):
     for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(g_on), jax.tree.leaves(g_off)):
         scale = max(float(jnp.abs(b).max()), 1e-3)
         assert float(jnp.abs(a - b).max()) <= 1e-4 * scale, jax.tree_util.keystr(path)
+
+
+def _same_values_and_gradients(on, off, params, loss, *args, **kwargs):
+    """Runs `loss(out)` through both models; returns their outputs after comparing the
+    loss, every output `on` has and every parameter's gradient."""
+    def grad(model):
+        def f(p):
+            out = model.apply({"params": p}, *args, **kwargs)
+            return loss(out), out
+        return jax.jit(jax.value_and_grad(f, has_aux=True))(params)
+
+    (v_on, out_on), g_on = grad(on)
+    (v_off, out_off), g_off = grad(off)
+    for key in out_on:
+        np.testing.assert_allclose(out_on[key], out_off[key], atol=1e-5, err_msg=key)
+    np.testing.assert_allclose(v_on, v_off, rtol=1e-5)
+    for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(g_on), jax.tree.leaves(g_off)):
+        scale = max(float(jnp.abs(b).max()), 1e-3)
+        assert float(jnp.abs(a - b).max()) <= 1e-4 * scale, jax.tree_util.keystr(path)
+    return out_on, out_off
+
+
+@pytest.mark.parametrize("kind", ["classification", "span"])
+def test_sequence_task_computes_the_last_layer_at_cls_only(kind):
+    """A fine-tuning model whose head reads the pooled [CLS] computes the last layer at that
+    row alone: the same logits and gradients as the full layer. A head that reads every
+    position (here SQuAD's) keeps the full layer."""
+    from bert_jax.modeling.task_models import task_model
+
+    cfg = model_config_for("tiny", vocab_size=V, num_layers=3, hidden_dropout=0.0,
+                           attention_dropout=0.0)
+    on = task_model(cfg, kind, 3)
+    off = task_model(dataclasses.replace(cfg, last_layer_subset=False), kind, 3)
+    params = init_params(on, jax.random.key(2))
+    ids, mask, types, _ = _batch(3)
+    name = "logits" if kind == "classification" else "start_logits"
+    loss = lambda out: jnp.sum(jax.nn.log_softmax(out[name])[:, 1] * jnp.arange(1, B + 1))
+    out_on, out_off = _same_values_and_gradients(on, off, params, loss, ids, mask, types)
+    assert "last_hidden_state" in out_off
+    assert ("last_hidden_state" in out_on) == (kind == "span")
+
+
+def test_ambert_task_computes_the_last_layers_at_both_cls_only():
+    """AMBERT's classifier reads the fine and the coarse [CLS]: with the hybrid encoder (one
+    pass over both granularities) the last layer computes those two rows alone."""
+    from bert_jax.modeling.task_models import task_model
+
+    cfg = family_config("ambert", "tiny", vocab_size=V, coarse_vocab_size=300,
+                        ambert_variant="hybrid", hidden_dropout=0.0, attention_dropout=0.0)
+    on = task_model(cfg, "classification", 3)
+    off = task_model(dataclasses.replace(cfg, last_layer_subset=False), "classification", 3)
+    params = init_params(on, jax.random.key(5))
+    ids, mask, types, _ = _batch(4)
+    rng = np.random.default_rng(6)
+    start = ((rng.random((B, L)) < 0.5) | (np.arange(L)[None] == 0)).astype(np.int32) * mask
+    coarse_ids = np.where(start == 1, rng.integers(5, 300, (B, L)), 0).astype(np.int32)
+    loss = lambda out: sum(jnp.sum(jax.nn.log_softmax(out[k])[:, i])
+                           for i, k in enumerate(("logits", "logits_fine", "logits_coarse")))
+    out_on, out_off = _same_values_and_gradients(on, off, params, loss, ids, mask, types,
+                                                 coarse_ids=coarse_ids, coarse_start=start)
+    assert "last_hidden_state_coarse" in out_off and "last_hidden_state_coarse" not in out_on
