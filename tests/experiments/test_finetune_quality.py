@@ -5,8 +5,8 @@ benchmark files in ../shared/data. Slow (tens of minutes each on a CPU): opt-in 
 
 Each test runs the CLI as a user would (one process, the machine's own devices) and prints
 the exact command, the figure and the wall time. Budgets are cut to fit a CPU: SST-2 one
-epoch of its 67,349 training sentences at 64 tokens (2,105 steps; measured 0.8945 in
-36 min, README; the first 16,000 sentences alone gave 0.8624); CoNLL all of eng.train for 1 epoch at 64 tokens; SQuAD v1.1
+epoch of its 67,349 training sentences at 64 tokens (2,105 steps; measured 0.8991 in
+29 min, README; the first 16,000 sentences alone gave 0.8624); CoNLL all of eng.train for 1 epoch at 64 tokens; SQuAD v1.1
 has no training file here, so it trains on all 8,981 questions of the dev set's first 40
 articles and evaluates on its last 8 articles (held out: no context is shared). Measured
 figures and wall times: README, "Fine-tuning".
