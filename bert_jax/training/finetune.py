@@ -264,19 +264,14 @@ def finetune(config, workdir: str) -> dict[str, float]:
                                      null_score_diff_threshold=d.null_score_diff_threshold)
 
     best_predictions = {}  # split -> predictions of the best parameters, when made here
-    # Steady-state speed for summary.json, as pretraining's: from the first finished step
-    # (compiled by then) to the last, evaluations left out.
-    timing = {"first": None, "last": None, "eval_s": 0.0}
+    timer = report.SteadyTimer()  # steady-state speed for summary.json
 
     def record(end_step):
-        if jax.process_index() != 0 or timing["first"] is None:
-            return
-        (first, t_first), (last, t_last) = timing["first"], timing["last"]
-        report.record_invocation(
-            workdir, num_params=sum(np.size(x) for x in jax.tree.leaves(params)),
-            num_steps=num_steps, tokens_per_step=tc.batch_size * config.data.max_seq_len,
-            start_step=start, end_step=end_step, wall_s=time.time() - t_start,
-            train_s=t_last - t_first - timing["eval_s"], timed_steps=last - first)
+        if jax.process_index() == 0:
+            timer.record(workdir, num_params=sum(np.size(x) for x in jax.tree.leaves(params)),
+                         num_steps=num_steps,
+                         tokens_per_step=tc.batch_size * config.data.max_seq_len,
+                         start_step=start, end_step=end_step, wall_s=time.time() - t_start)
 
     def run_eval(step):
         t0 = time.time()
@@ -291,8 +286,7 @@ def finetune(config, workdir: str) -> dict[str, float]:
             best_predictions.update(predictions)
         say(f"\neval @ step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in row.items())
             + (" (best so far)" if kept else ""))
-        if timing["first"] is not None and step < num_steps:
-            timing["eval_s"] += time.time() - t0
+        timer.evaluated(time.time() - t0)
         return row
 
     def save(step, force=False):
@@ -301,8 +295,7 @@ def finetune(config, workdir: str) -> dict[str, float]:
     def finish(done_step, metrics):
         """Reads a step's metrics one step late (the next one is already queued)."""
         metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
-        timing["last"] = (done_step, time.time())
-        timing["first"] = timing["first"] or timing["last"]
+        timer.step_finished(done_step)
         if done_step % tc.log_every == 0 or done_step == num_steps or metrics["nonfinite"]:
             writer.write(done_step, "train", metrics)
         if metrics["nonfinite"] and tc.nonfinite == "stop":

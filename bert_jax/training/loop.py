@@ -238,15 +238,12 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
         writer.write(step, "train", metrics)
         return metrics
 
-    # Steady-state speed for summary.json: from the first finished step (compiled by then)
-    # to the last, evaluations left out.
-    timing = {"first": None, "last": None, "eval_s": 0.0}
+    timer = report.SteadyTimer()  # steady-state speed for summary.json
 
     def run_eval(step):
         t0 = time.time()
         metrics = evaluator(state.params)
-        if timing["first"] is not None:
-            timing["eval_s"] += time.time() - t0
+        timer.evaluated(time.time() - t0)
         writer.write(step, "eval", metrics)
         say(f"\neval @ step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
         return metrics
@@ -259,14 +256,10 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
             saved.add(step)
 
     def record(end_step):
-        if process_index != 0 or timing["first"] is None:
-            return
-        (first, t_first), (last, t_last) = timing["first"], timing["last"]
-        report.record_invocation(
-            workdir, num_params=num_params, num_steps=tc.num_steps,
-            tokens_per_step=tokens_per_step, start_step=start, end_step=end_step,
-            wall_s=time.time() - t_start, train_s=t_last - t_first - timing["eval_s"],
-            timed_steps=last - first)
+        if process_index == 0:
+            timer.record(workdir, num_params=num_params, num_steps=tc.num_steps,
+                         tokens_per_step=tokens_per_step, start_step=start, end_step=end_step,
+                         wall_s=time.time() - t_start)
 
     progress = ProgressBar(tc.num_steps, start, tokens_per_step=tokens_per_step,
                            enabled=process_index == 0)
@@ -280,8 +273,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
         host stays one step ahead: no per-step stall, no unbounded run-ahead. Reads its
         NaN/Inf flag: the device skipped that update; the policy says go on or stop."""
         nonlocal scalars, stop_all
-        timing["last"] = (done_step, time.time())
-        timing["first"] = timing["first"] or timing["last"]
+        timer.step_finished(done_step)
         done_metrics = dict(done_metrics)
         # One device->host read for the two per-step flags (stop is control, not a metric).
         requested, nonfinite = (float(x) for x in jax.device_get(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 
 import numpy as np
 
@@ -111,3 +112,30 @@ def record_invocation(workdir: str, *, num_params: int, num_steps: int, tokens_p
                    invocations=invocations)
     atomic_write(path, json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+class SteadyTimer:
+    """A training loop's steady-state time for summary.json: from its first finished step
+    (compiled by then) to its last, less the evaluations that ran in between. An evaluation
+    after the last step (the final one) lies outside that span and is not subtracted."""
+
+    def __init__(self):
+        self._first = self._last = None  # (step, time) of the first and the latest finished
+        self._evals = []  # (end time, seconds) of each evaluation
+
+    def step_finished(self, step: int) -> None:
+        self._last = (step, time.time())
+        self._first = self._first or self._last
+
+    def evaluated(self, seconds: float) -> None:
+        self._evals.append((time.time(), seconds))
+
+    def record(self, workdir: str, **fields) -> dict | None:
+        """record_invocation with this invocation's timed steps (`fields`: the others); None,
+        and nothing written, when no step finished."""
+        if self._first is None:
+            return None
+        (first, t_first), (last, t_last) = self._first, self._last
+        evals = sum(s for end, s in self._evals if t_first < end <= t_last)
+        return record_invocation(workdir, train_s=t_last - t_first - evals,
+                                 timed_steps=last - first, **fields)
